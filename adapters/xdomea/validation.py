@@ -1,0 +1,107 @@
+"""Validation of xdomea messages against the schema of their own version.
+
+``check_message`` is the hot path: one safe parse, detection, one schema
+validation against a compiled schema cached per thread, plus the few semantic
+rules the XSDs cannot express. Findings carry line and element path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO
+
+from lxml import etree
+
+from adapters.xdomea import reader, xml
+from contracts.xdomea import Finding, Nachricht, Severity, uuid_key
+from schemas.loader import SchemaLoader, default_loader
+
+
+@dataclass(frozen=True)
+class CheckedMessage:
+    """A parsed, detected and validated message."""
+
+    detected: xml.Detected
+    tree: etree._ElementTree
+    findings: tuple[Finding, ...]
+
+    @property
+    def valid(self) -> bool:
+        """No error-level findings."""
+        return not any(f.severity is Severity.ERROR for f in self.findings)
+
+    def read(self) -> Nachricht:
+        """The Kopf and Schriftgutobjekt view of the message."""
+        return reader.read_message(self.detected)
+
+
+def check_message(
+    source: bytes | IO[bytes],
+    *,
+    loader: SchemaLoader | None = None,
+    where: str | None = None,
+    semantic: bool = True,
+) -> CheckedMessage:
+    """Parse, detect and validate one message.
+
+    Raises:
+        UnusableInput: (subclasses) the XML cannot be evaluated: malformed, unsafe, not
+            xdomea, unsupported version or unknown message type.
+    """
+    loader = loader or default_loader()
+    tree = xml.parse(source, where=where)
+    detected = xml.detect(tree, loader=loader, where=where)
+    findings = schema_findings(tree, detected, loader)
+    if semantic:
+        findings.extend(semantic_findings(detected))
+    return CheckedMessage(detected=detected, tree=tree, findings=tuple(findings))
+
+
+def schema_findings(
+    tree: etree._ElementTree, detected: xml.Detected, loader: SchemaLoader
+) -> list[Finding]:
+    """XSD errors of ``tree`` against its version's schema, with line and element path."""
+    schema = loader.schema(detected.version, detected.typ.family)
+    if schema.validate(tree):
+        return []
+    return [
+        Finding(message=entry.message, line=entry.line or None, path=entry.path or None)
+        for entry in schema.error_log
+    ]
+
+
+def semantic_findings(detected: xml.Detected) -> list[Finding]:
+    """Rules of the xdomea specification the XSDs do not enforce."""
+    findings: list[Finding] = []
+    message = reader.read_message(detected)
+    if message.kopf.nachrichtentyp and message.kopf.nachrichtentyp != detected.typ.code:
+        findings.append(
+            Finding(
+                severity=Severity.WARNING,
+                message=(
+                    f"Kopf/Nachrichtentyp is {message.kopf.nachrichtentyp} but the root element "
+                    f"is {detected.typ.element}; the gateway goes by the root element"
+                ),
+                path="Kopf/Nachrichtentyp",
+                source="semantic",
+            )
+        )
+    seen: dict[str, int | None] = {}
+    for sgo in message.walk():
+        key = uuid_key(sgo.uuid)
+        if key in seen:
+            first = seen[key]
+            findings.append(
+                Finding(
+                    message=(
+                        f"{sgo.art} ID {sgo.uuid} is used more than once (first at line {first}); "
+                        "every Schriftgutobjekt needs its own UUID"
+                    ),
+                    line=sgo.line,
+                    path="Identifikation/ID",
+                    source="semantic",
+                )
+            )
+        else:
+            seen[key] = sgo.line
+    return findings

@@ -1,0 +1,130 @@
+"""The gateway's exceptions.
+
+Every error a user can cause or meet is one of these; library and driver errors
+(lxml, zipfile, OS errors) are translated at the boundary where they occur.
+Each error carries a message that says what is wrong, where, and how to fix it.
+
+Hierarchy::
+
+    GatewayError
+    ├── SchemaError                     schema catalog and installation
+    │   ├── SchemaNotInstalled          a known version has no usable files
+    │   ├── SchemaIntegrityError        a file's SHA-256 differs from the pin
+    │   └── SchemaSourceError           an import/fetch source is unusable
+    ├── UnusableInput                   input that cannot be evaluated at all (exit 2)
+    │   ├── MalformedXml                not well-formed XML
+    │   ├── UnsafeXml                   DTDs, entities, external references
+    │   ├── NotXdomea                   well-formed XML but no xdomea message
+    │   ├── UnsupportedVersion          xdomea namespace of a version not installed
+    │   ├── UnknownMessageType          root element not a message of that version
+    │   └── ContainerError              ZIP container problems
+    │       ├── UnsafeContainer         traversal, symlinks, bombs, encryption, duplicates
+    │       └── ContainerLimitExceeded  configured limits (entries, size, ratio)
+    └── IncompleteContainer             referenced documents missing or ambiguous
+
+``IncompleteContainer`` is not ``UnusableInput``: the message could be read and the
+container is simply invalid, which ``validate`` reports with exit code 1.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of all errors the gateway raises on purpose."""
+
+    #: Short machine-readable kind, used in ``--json`` output and problem documents.
+    kind: str = "gateway-error"
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        if self.where:
+            return f"{self.where}: {self.message}"
+        return self.message
+
+
+class SchemaError(GatewayError):
+    """The schema catalog cannot provide a usable schema."""
+
+    kind = "schema-error"
+
+
+class SchemaNotInstalled(SchemaError):
+    """A known xdomea version has no installed schema files."""
+
+    kind = "schema-not-installed"
+
+
+class SchemaIntegrityError(SchemaError):
+    """An installed or offered schema file does not match its pinned SHA-256."""
+
+    kind = "schema-integrity"
+
+
+class SchemaSourceError(SchemaError):
+    """A directory, ZIP or download offered as schema source is unusable."""
+
+    kind = "schema-source"
+
+
+class UnusableInput(GatewayError):
+    """Input that cannot be evaluated at all."""
+
+    kind = "unusable-input"
+
+
+class MalformedXml(UnusableInput):
+    """The XML is not well-formed."""
+
+    kind = "malformed-xml"
+
+
+class UnsafeXml(UnusableInput):
+    """The XML uses DTDs, entities or external references, which the gateway refuses."""
+
+    kind = "unsafe-xml"
+
+
+class NotXdomea(UnusableInput):
+    """Well-formed XML whose root element is not an xdomea message."""
+
+    kind = "not-xdomea"
+
+
+class UnsupportedVersion(UnusableInput):
+    """An xdomea namespace whose version is not installed or not known."""
+
+    kind = "unsupported-version"
+
+
+class UnknownMessageType(UnusableInput):
+    """The root element is not a message type of the detected xdomea version."""
+
+    kind = "unknown-message-type"
+
+
+class ContainerError(UnusableInput):
+    """A ZIP container that cannot be read."""
+
+    kind = "container-error"
+
+
+class UnsafeContainer(ContainerError):
+    """A container with hostile or ambiguous structure (traversal, symlinks, encryption…)."""
+
+    kind = "unsafe-container"
+
+
+class ContainerLimitExceeded(ContainerError):
+    """A container exceeds a configured limit (entry count, size, compression ratio)."""
+
+    kind = "container-limit"
+
+
+class IncompleteContainer(GatewayError):
+    """The container's documents do not match the message's references."""
+
+    kind = "incomplete-container"
