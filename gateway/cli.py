@@ -1,0 +1,307 @@
+"""The ``ikz-gateway`` command line.
+
+Commands print for people by default and for machines with ``--json``. No
+command shows a stack trace: gateway errors print their message, anything
+unexpected prints one line and a hint (``IKZ_DEBUG=1`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from adapters.xdomea import files
+from adapters.xdomea.container import ContainerLimits
+from contracts.xdomea import Finding, Nachricht, Schriftgutobjekt
+from gateway import logs
+from gateway.errors import GatewayError
+from schemas import catalog
+from schemas.store import SchemaStore
+
+_DEFAULT_LIMITS = ContainerLimits()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="WARNING", show_default=True, help="Log level of the JSON logs on stderr.")
+def cli(log_level: str) -> None:
+    """ikz-gateway: xdomea message gateway for inter-municipal cooperation."""
+    logs.configure(log_level)
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def _limit_options(func: Any) -> Any:
+    options = [
+        click.option("--max-entries", type=int, default=_DEFAULT_LIMITS.max_entries, show_default=True,
+                     help="Most entries a container may have."),
+        click.option("--max-total-bytes", type=int, default=_DEFAULT_LIMITS.max_total_bytes,
+                     show_default=True, help="Most bytes a container may unpack to."),
+        click.option("--max-ratio", type=float, default=_DEFAULT_LIMITS.max_ratio, show_default=True,
+                     help="Highest compression ratio of a large entry."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _limits(max_entries: int, max_total_bytes: int, max_ratio: float) -> ContainerLimits:
+    return ContainerLimits(
+        max_entries=max_entries, max_total_bytes=max_total_bytes, max_ratio=max_ratio
+    )
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document for machines.")
+@_limit_options
+def validate(
+    paths: Sequence[Path], as_json: bool, max_entries: int, max_total_bytes: int, max_ratio: float
+) -> None:
+    """Validate xdomea messages (XML) or containers (ZIP).
+
+    Exit code 0: all valid; 1: some invalid; 2: some unusable (unreadable, unsafe,
+    not xdomea, unsupported version).
+    """
+    limits = _limits(max_entries, max_total_bytes, max_ratio)
+    results = [files.check_file(path, limits=limits) for path in paths]
+    exit_code = max(r.verdict.exit_code for r in results)
+    if as_json:
+        click.echo(json.dumps({"exit_code": exit_code, "results": [_check_json(r) for r in results]},
+                              indent=2, ensure_ascii=False))
+    else:
+        for result in results:
+            _print_check(result)
+    sys.exit(exit_code)
+
+
+def _print_check(result: files.FileCheck) -> None:
+    if result.error is not None:
+        click.echo(f"UNUSABLE {result.path}: {result.error.message}")
+        return
+    message = result.nachricht
+    summary = ""
+    if message is not None:
+        documents = sum(1 for e in result.entries if e.role == "primaerdokument")
+        summary = (f" (xdomea {message.version} {message.typ.element}, ProzessID "
+                   f"{message.kopf.prozess_id}" + (f", {documents} documents" if result.container else "") + ")")
+    label = "VALID" if result.verdict is files.Verdict.VALID else "INVALID"
+    click.echo(f"{label} {result.path}{summary}")
+    for finding in result.findings:
+        click.echo("  " + _finding_text(finding))
+
+
+def _finding_text(finding: Finding) -> str:
+    where = []
+    if finding.line:
+        where.append(f"line {finding.line}")
+    if finding.path:
+        where.append(finding.path)
+    prefix = f"{finding.severity.value}: " + (" ".join(where) + ": " if where else "")
+    return prefix + finding.message
+
+
+def _check_json(result: files.FileCheck) -> dict[str, Any]:
+    message = result.nachricht
+    return {
+        "path": result.path,
+        "status": result.verdict.value,
+        "kind": result.kind,
+        "version": message.version if message else None,
+        "message_type": message.typ.element if message else None,
+        "prozess_id": message.kopf.prozess_id if message else None,
+        "error": {"kind": result.error.kind, "message": result.error.message} if result.error else None,
+        "findings": [f.model_dump(mode="json") for f in result.findings],
+        "entries": [e.model_dump(mode="json") for e in result.entries],
+    }
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the message view as JSON.")
+@_limit_options
+def inspect(path: Path, as_json: bool, max_entries: int, max_total_bytes: int, max_ratio: float) -> None:
+    """Show the Kopf and the Schriftgutobjekt tree, with document hashes."""
+    result = files.check_file(path, limits=_limits(max_entries, max_total_bytes, max_ratio))
+    message = result.nachricht
+    if result.error is not None or message is None:
+        message_text = result.error.message if result.error else "unreadable"
+        click.echo(f"UNUSABLE {result.path}: {message_text}", err=True)
+        sys.exit(2)
+    hashes = {e.name: e for e in result.entries}
+    if as_json:
+        click.echo(json.dumps({
+            "path": result.path,
+            "status": result.verdict.value,
+            "message": message.model_dump(mode="json"),
+            "entries": [e.model_dump(mode="json") for e in result.entries],
+        }, indent=2, ensure_ascii=False))
+    else:
+        _print_message(message, hashes, result)
+    sys.exit(result.verdict.exit_code)
+
+
+def _print_message(message: Nachricht, hashes: dict[str, Any], result: files.FileCheck) -> None:
+    kopf = message.kopf
+    rows = [
+        ("xdomea", f"{message.version}  {message.typ.element}"),
+        ("ProzessID", kopf.prozess_id),
+        ("Nachrichtentyp", kopf.nachrichtentyp),
+        ("Erstellungszeitpunkt", kopf.erstellungszeitpunkt.isoformat() if kopf.erstellungszeitpunkt else "-"),
+        ("Absender", _kontakt(kopf.absender)),
+        ("Empfänger", _kontakt(kopf.empfaenger)),
+        ("Status", result.verdict.value),
+    ]
+    for label, value in rows:
+        click.echo(f"{label:<21} {value}")
+    click.echo("Schriftgutobjekte")
+    objects = message.schriftgutobjekte
+    if not objects:
+        click.echo("  (none)")
+    for index, sgo in enumerate(objects):
+        _print_tree(sgo, "  ", index == len(objects) - 1, hashes, in_container=result.container is not None)
+    unreferenced = [e for e in result.entries if e.role == "unreferenced"]
+    for entry in unreferenced:
+        click.echo(f"Unreferenced file    {entry.name}  sha256 {entry.sha256}  {entry.size} bytes")
+    for finding in result.findings:
+        click.echo("  " + _finding_text(finding))
+
+
+def _kontakt(kontakt: Any) -> str:
+    kennung = kontakt.behoerdenkennung
+    text = f"{kennung.praefix or '-'}:{kennung.kennung or '-'}" if kennung else "-"
+    if kontakt.institution:
+        text += f"  {kontakt.institution}"
+    return text
+
+
+def _print_tree(sgo: Schriftgutobjekt, indent: str, last: bool, hashes: dict[str, Any], *, in_container: bool) -> None:
+    branch = "└─ " if last else "├─ "
+    label = f"{sgo.art.value} {sgo.uuid}"
+    if sgo.betreff:
+        label += f"  \"{sgo.betreff}\""
+    if sgo.kennzeichen:
+        label += f"  [{sgo.kennzeichen}]"
+    click.echo(indent + branch + label)
+    child_indent = indent + ("   " if last else "│  ")
+    files_lines = []
+    for version in sgo.versionen:
+        for fmt in version.formate:
+            name = fmt.primaerdokument.dateiname
+            entry = hashes.get(name)
+            if entry is not None:
+                detail = f"sha256 {entry.sha256}  {entry.size} bytes"
+            elif in_container:
+                detail = "MISSING from container"
+            else:
+                detail = "(not in a container)"
+            files_lines.append(f"v{version.nummer or '?'} {fmt.name_code or '?'}/{fmt.version or '?'}  {name}  {detail}")
+    children = sgo.kinder
+    for i, line in enumerate(files_lines):
+        is_last = i == len(files_lines) - 1 and not children
+        click.echo(child_indent + ("└─ " if is_last else "├─ ") + line)
+    for i, child in enumerate(children):
+        _print_tree(child, child_indent, i == len(children) - 1, hashes, in_container=in_container)
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+@cli.group()
+def schemas() -> None:
+    """Install and check the xdomea schemas (XSDs) the gateway validates against."""
+
+
+@schemas.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def schemas_list(as_json: bool) -> None:
+    """Show which xdomea versions are installed and verified."""
+    store = SchemaStore()
+    statuses = [store.status(v) for v in catalog.versions()]
+    if as_json:
+        click.echo(json.dumps({"root": str(store.root), "versions": [
+            {"version": s.version, "installed": s.installed, "verified": s.verified,
+             "namespace": catalog.get(s.version).namespace,
+             "xrepository_id": catalog.get(s.version).xrepository_id,
+             "problems": list(s.problems)} for s in statuses]}, indent=2))
+        return
+    source = "IKZ_SCHEMA_DIR" if os.environ.get("IKZ_SCHEMA_DIR") else "user cache"
+    click.echo(f"schema root: {store.root} ({source})")
+    for status in statuses:
+        state = "verified" if status.verified else ("DAMAGED" if status.installed else "not installed")
+        click.echo(f"  {status.version:<7} {state:<14} {catalog.get(status.version).namespace}")
+        if status.installed and not status.verified:
+            for problem in status.problems:
+                click.echo(f"          {problem}")
+    if not any(s.verified for s in statuses):
+        click.echo("Install schemas with 'ikz-gateway schemas import DIR|ZIP' or 'ikz-gateway schemas fetch all'.")
+
+
+@schemas.command("import")
+@click.argument("source", type=click.Path(path_type=Path))
+def schemas_import(source: Path) -> None:
+    """Install schemas from a directory or ZIP (files are matched by their pinned SHA-256)."""
+    report = SchemaStore().import_source(source)
+    click.echo(f"installed xdomea {', '.join(report.installed)} from {source}")
+    for version, why in report.skipped.items():
+        click.echo(f"  not installed {version}: {why}")
+
+
+@schemas.command("fetch")
+@click.argument("version")
+@click.option("--url", "url_template", default=None,
+              help="Download URL template ({version}, {xrepository_id}); default: XRepository or $IKZ_SCHEMA_FETCH_URL.")
+def schemas_fetch(version: str, url_template: str | None) -> None:
+    """Download a version (or 'all') from XRepository and install it after verifying every file."""
+    from schemas import fetch
+
+    store = SchemaStore()
+    if version == "all":
+        reports = asyncio.run(fetch.fetch_all(store, url_template=url_template))
+        installed = sorted({v for r in reports for v in r.installed})
+    else:
+        if version not in catalog.versions():
+            raise click.BadParameter(
+                f"unknown version {version}; known: {', '.join(catalog.versions())} or 'all'"
+            )
+        installed = asyncio.run(fetch.fetch(version, store, url_template=url_template)).installed
+    click.echo(f"installed xdomea {', '.join(installed)} into {store.root}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: run the CLI, turning every error into a clear message."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="ikz-gateway",
+                 standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except GatewayError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last line of defence, no tracebacks for users
+        if os.environ.get("IKZ_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (set IKZ_DEBUG=1 for details)", err=True)
+        sys.exit(70)
+    sys.exit(0)
