@@ -26,7 +26,7 @@ from contracts.xdomea import (
     SchriftgutobjektArt,
 )
 
-_SGO_ARTEN = {art.value: art for art in SchriftgutobjektArt}
+SGO_ARTEN = {art.value: art for art in SchriftgutobjektArt}
 
 
 class _Names:
@@ -117,7 +117,7 @@ def _find_objects(parent: etree._Element, q: _Names, *, skip: str | None = None)
         if tag == skip or not isinstance(tag, str) or not tag.startswith(f"{{{q.ns}}}"):
             continue
         local = tag[len(q.ns) + 2 :]
-        art = _SGO_ARTEN.get(local)
+        art = SGO_ARTEN.get(local)
         ident = _text(_child(_child(child, q("Identifikation")), q("ID"))) if art else None
         if art is not None and ident is not None:
             found.append(_read_object(child, art, ident, q))

@@ -71,37 +71,47 @@ def schema_findings(
 
 
 def semantic_findings(detected: xml.Detected) -> list[Finding]:
-    """Rules of the xdomea specification the XSDs do not enforce."""
+    """Rules of the xdomea specification the XSDs do not enforce.
+
+    Works on the tree directly (no model building): this runs for every message.
+    """
     findings: list[Finding] = []
-    message = reader.read_message(detected)
-    if message.kopf.nachrichtentyp and message.kopf.nachrichtentyp != detected.typ.code:
+    ns = etree.QName(detected.root).namespace
+    code = detected.root.findtext(f"{{{ns}}}Kopf/{{{ns}}}Nachrichtentyp/code")
+    code = code.strip() if code else None
+    if code and code != detected.typ.code:
         findings.append(
             Finding(
                 severity=Severity.WARNING,
                 message=(
-                    f"Kopf/Nachrichtentyp is {message.kopf.nachrichtentyp} but the root element "
-                    f"is {detected.typ.element}; the gateway goes by the root element"
+                    f"Kopf/Nachrichtentyp is {code} but the root element is "
+                    f"{detected.typ.element}; the gateway goes by the root element"
                 ),
                 path="Kopf/Nachrichtentyp",
                 source="semantic",
             )
         )
     seen: dict[str, int | None] = {}
-    for sgo in message.walk():
-        key = uuid_key(sgo.uuid)
+    for ident in detected.root.iterfind(_SGO_ID_PATH.format(ns=ns)):
+        owner = ident.getparent().getparent()
+        if etree.QName(owner).localname not in reader.SGO_ARTEN or not ident.text:
+            continue
+        key = uuid_key(ident.text)
         if key in seen:
-            first = seen[key]
             findings.append(
                 Finding(
                     message=(
-                        f"{sgo.art} ID {sgo.uuid} is used more than once (first at line {first}); "
-                        "every Schriftgutobjekt needs its own UUID"
+                        f"ID {ident.text.strip()} is used by more than one Schriftgutobjekt "
+                        f"(first at line {seen[key]}); every Schriftgutobjekt needs its own UUID"
                     ),
-                    line=sgo.line,
+                    line=owner.sourceline,
                     path="Identifikation/ID",
                     source="semantic",
                 )
             )
         else:
-            seen[key] = sgo.line
+            seen[key] = owner.sourceline
     return findings
+
+
+_SGO_ID_PATH = ".//{{{ns}}}Identifikation/{{{ns}}}ID"
