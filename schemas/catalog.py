@@ -80,7 +80,7 @@ def versions() -> dict[str, XdomeaVersion]:
     for version, files in sorted(_pins().items()):
         entry_points: dict[str | None, str]
         if version.startswith("2."):
-            entry_points = dict(_FAMILY_ENTRY_POINTS_2X)
+            entry_points = dict(_FAMILY_ENTRY_POINTS_2X.items())
         else:
             entry_points = {None: "xdomea.xsd"}
         result[version] = XdomeaVersion(

@@ -34,23 +34,52 @@ class CatalogResolver(etree.Resolver):
     def __init__(self, files: dict[str, bytes]) -> None:
         super().__init__()
         self._files = files
+        #: Locations refused so far. libxml2 swallows the resolver's exception and
+        #: reports only "failed to parse", so the caller reads the reason from here.
+        self.refused: list[str] = []
 
-    def resolve(self, system_url: str, public_id: str, context: Any) -> Any:
+    # lxml calls resolve() with a context argument; lxml-stubs omit it.
+    def resolve(  # type: ignore[override]
+        self, system_url: str, public_id: str, context: Any
+    ) -> Any:
+        """Answer ``system_url`` from the verified files, or refuse it."""
         if system_url.startswith(BASE):
             rel = system_url[len(BASE) :]
             data = self._files.get(rel)
             if data is not None:
                 return self.resolve_string(data, context, base_url=system_url)
+        self.refused.append(system_url)
         raise SchemaError(
             f"schema location {system_url!r} is not part of the installed catalog; "
             "the gateway never loads schemas from elsewhere"
         )
 
 
-def _schema_parser(files: dict[str, bytes]) -> etree.XMLParser:
+def _schema_parser(resolver: CatalogResolver) -> etree.XMLParser:
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    parser.resolvers.add(CatalogResolver(files))
+    parser.resolvers.add(resolver)
     return parser
+
+
+def _compile(version: str, files: dict[str, bytes], path: str) -> etree.XMLSchema:
+    """Compile the schema whose entry point is ``files[path]``, resolving only within ``files``.
+
+    Raises:
+        SchemaError: the schema refers to a location outside ``files`` or does not compile.
+    """
+    resolver = CatalogResolver(files)
+    try:
+        doc = etree.fromstring(files[path], _schema_parser(resolver), base_url=BASE + path)
+        return etree.XMLSchema(doc)
+    except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
+        if resolver.refused:
+            raise SchemaError(
+                f"xdomea {version} schema {path} refers to "
+                + ", ".join(repr(url) for url in resolver.refused)
+                + ", which is not part of the installed catalog; the gateway never loads "
+                "schemas from elsewhere"
+            ) from exc
+        raise SchemaError(f"xdomea {version} schema {path} does not compile: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -97,12 +126,7 @@ class SchemaLoader:
         cache: dict[str, etree.XMLSchema] = self._local.__dict__.setdefault("schemas", {})
         compiled = cache.get(path)
         if compiled is None:
-            files = self.version(version).files
-            doc = etree.fromstring(files[path], _schema_parser(files), base_url=BASE + path)
-            try:
-                compiled = etree.XMLSchema(doc)
-            except etree.XMLSchemaParseError as exc:
-                raise SchemaError(f"xdomea {version} schema {path} does not compile: {exc}") from exc
+            compiled = _compile(version, self.version(version).files, path)
             cache[path] = compiled
         return compiled
 

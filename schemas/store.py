@@ -19,11 +19,17 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from gateway.errors import SchemaIntegrityError, SchemaNotInstalled, SchemaSourceError
+from gateway.errors import (
+    SchemaError,
+    SchemaIntegrityError,
+    SchemaNotInstalled,
+    SchemaSourceError,
+)
 from schemas import catalog
 
 #: A schema source ZIP larger than this is refused; the official ones are < 5 MiB.
@@ -83,13 +89,15 @@ class SchemaStore:
     def writable(self) -> bool:
         """Whether imports may write here (never into an explicit ``IKZ_SCHEMA_DIR``)."""
         explicit = os.environ.get("IKZ_SCHEMA_DIR")
-        return not (explicit and Path(explicit).expanduser() == self.root)
+        # Compare resolved paths: "../shared/xdomea" and its absolute form are one folder.
+        return not (explicit and Path(explicit).expanduser().resolve() == self.root.resolve())
 
     def status(self, version: str) -> VersionStatus:
         """Check presence and hashes of ``version``'s files."""
         entry = catalog.get(version)
         problems: list[str] = []
         present = 0
+        own_present = 0
         for rel, pinned in sorted(entry.files.items()):
             path = self.root / rel
             try:
@@ -101,12 +109,15 @@ class SchemaStore:
                 problems.append(f"{rel}: unreadable ({exc.strerror})")
                 continue
             present += 1
+            if _is_own(version, rel):
+                own_present += 1
             if _sha256(data) != pinned:
                 problems.append(f"{rel}: SHA-256 differs from the pinned value")
         return VersionStatus(
             version=version,
             root=self.root,
-            installed=present > 0,
+            # Shared XÖV files come with any version; they do not make this one installed.
+            installed=own_present > 0,
             verified=present == len(entry.files) and not problems,
             problems=tuple(problems),
         )
@@ -122,7 +133,8 @@ class SchemaStore:
             File contents keyed by path relative to the root.
 
         Raises:
-            SchemaNotInstalled: no file of the version is present.
+            SchemaNotInstalled: no file of the version itself is present (shared XÖV
+                files do not count).
             SchemaIntegrityError: a file is missing or differs from its pin.
         """
         entry = catalog.get(version)
@@ -134,6 +146,12 @@ class SchemaStore:
             except FileNotFoundError:
                 missing.append(rel)
                 continue
+            except OSError as exc:
+                raise SchemaIntegrityError(
+                    f"cannot read {rel} ({exc.strerror or exc}); fix the file's permissions or "
+                    "re-install the schemas",
+                    where=str(self.root / rel),
+                ) from exc
             if _sha256(data) != pinned:
                 raise SchemaIntegrityError(
                     f"SHA-256 of {rel} is {_sha256(data)}, pinned {pinned}; the file was "
@@ -143,7 +161,7 @@ class SchemaStore:
                     where=str(self.root / rel),
                 )
             contents[rel] = data
-        if len(missing) == len(entry.files):
+        if all(rel in missing for rel in entry.files if _is_own(version, rel)):
             raise SchemaNotInstalled(
                 f"xdomea {version} schemas are not installed in {self.root}. Install them "
                 "with 'ikz-gateway schemas import DIR|ZIP' or 'ikz-gateway schemas fetch "
@@ -175,9 +193,18 @@ class SchemaStore:
             found = {rel: by_hash.get(pinned) for rel, pinned in entry.files.items()}
             missing = sorted(rel for rel, data in found.items() if data is None)
             if missing:
-                report.skipped[version] = "missing or different: " + ", ".join(missing)
+                report.skipped[version] = _skip_reason(version, missing)
                 continue
-            self._install(version, {rel: data for rel, data in found.items() if data is not None})
+            try:
+                self._install(
+                    version, {rel: data for rel, data in found.items() if data is not None}
+                )
+            except OSError as exc:
+                raise SchemaError(
+                    f"cannot write xdomea {version} into {self.root} "
+                    f"({exc.strerror or exc}); check the folder's permissions and free space",
+                    where=exc.filename,
+                ) from exc
             report.installed.append(version)
         if not report.installed:
             details = "; ".join(f"{v}: {why}" for v, why in report.skipped.items())
@@ -207,20 +234,44 @@ class SchemaStore:
             if final.exists():
                 shutil.rmtree(old, ignore_errors=True)
                 os.replace(final, old)
-            os.replace(staging / version, final)
+            try:
+                os.replace(staging / version, final)
+            except OSError:
+                # Put the previous installation back rather than leave none.
+                if old.exists() and not final.exists():
+                    os.replace(old, final)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def _is_own(version: str, rel: str) -> bool:
+    """Whether ``rel`` belongs to ``version`` alone rather than to the shared XÖV files."""
+    return rel.startswith(f"{version}/")
+
+
+def _skip_reason(version: str, missing: list[str]) -> str:
+    """Why a version was not installed, without listing every file of an absent version."""
+    if all(rel in missing for rel in catalog.get(version).files if _is_own(version, rel)):
+        # Only shared XÖV files (if any) matched: the source simply lacks this version.
+        return "not in the source"
+    return "missing or different: " + ", ".join(missing)
+
+
 def _index_source(source: Path) -> dict[str, bytes]:
     """SHA-256 → content of every ``.xsd`` file in a directory or ZIP."""
-    if source.is_dir():
-        return {_sha256(data): data for data in _iter_dir(source)}
-    if source.is_file():
-        if not zipfile.is_zipfile(source):
-            raise SchemaSourceError(f"{source} is neither a directory nor a ZIP file")
-        return {_sha256(data): data for data in _iter_zip(source)}
+    try:
+        if source.is_dir():
+            return {_sha256(data): data for data in _iter_dir(source)}
+        if source.is_file():
+            if not zipfile.is_zipfile(source):
+                raise SchemaSourceError(f"{source} is neither a directory nor a ZIP file")
+            return {_sha256(data): data for data in _iter_zip(source)}
+    except OSError as exc:
+        raise SchemaSourceError(
+            f"cannot read {exc.filename or source} ({exc.strerror or exc})"
+        ) from exc
     raise SchemaSourceError(f"{source} does not exist")
 
 
@@ -248,5 +299,5 @@ def _iter_zip(source: Path) -> Iterator[bytes]:
                 if len(data) != info.file_size:
                     raise SchemaSourceError(f"{source}: entry {info.filename} is inconsistent")
                 yield data
-    except (zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
         raise SchemaSourceError(f"{source} is not a readable ZIP file ({exc})") from exc
