@@ -29,7 +29,12 @@ _DEFAULT_LIMITS = ContainerLimits()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-level", default="WARNING", show_default=True, help="Log level of the JSON logs on stderr.")
+@click.option(
+    "--log-level",
+    default="WARNING",
+    show_default=True,
+    help="Log level of the JSON logs on stderr.",
+)
 def cli(log_level: str) -> None:
     """ikz-gateway: xdomea message gateway for inter-municipal cooperation."""
     logs.configure(log_level)
@@ -40,12 +45,27 @@ def cli(log_level: str) -> None:
 
 def _limit_options(func: Any) -> Any:
     options = [
-        click.option("--max-entries", type=int, default=_DEFAULT_LIMITS.max_entries, show_default=True,
-                     help="Most entries a container may have."),
-        click.option("--max-total-bytes", type=int, default=_DEFAULT_LIMITS.max_total_bytes,
-                     show_default=True, help="Most bytes a container may unpack to."),
-        click.option("--max-ratio", type=float, default=_DEFAULT_LIMITS.max_ratio, show_default=True,
-                     help="Highest compression ratio of a large entry."),
+        click.option(
+            "--max-entries",
+            type=int,
+            default=_DEFAULT_LIMITS.max_entries,
+            show_default=True,
+            help="Most entries a container may have.",
+        ),
+        click.option(
+            "--max-total-bytes",
+            type=int,
+            default=_DEFAULT_LIMITS.max_total_bytes,
+            show_default=True,
+            help="Most bytes a container may unpack to.",
+        ),
+        click.option(
+            "--max-ratio",
+            type=float,
+            default=_DEFAULT_LIMITS.max_ratio,
+            show_default=True,
+            help="Highest compression ratio of a large entry.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -74,8 +94,13 @@ def validate(
     results = [files.check_file(path, limits=limits) for path in paths]
     exit_code = max(r.verdict.exit_code for r in results)
     if as_json:
-        click.echo(json.dumps({"exit_code": exit_code, "results": [_check_json(r) for r in results]},
-                              indent=2, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {"exit_code": exit_code, "results": [_check_json(r) for r in results]},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
         for result in results:
             _print_check(result)
@@ -90,8 +115,12 @@ def _print_check(result: files.FileCheck) -> None:
     summary = ""
     if message is not None:
         documents = sum(1 for e in result.entries if e.role == "primaerdokument")
-        summary = (f" (xdomea {message.version} {message.typ.element}, ProzessID "
-                   f"{message.kopf.prozess_id}" + (f", {documents} documents" if result.container else "") + ")")
+        summary = (
+            f" (xdomea {message.version} {message.typ.element}, ProzessID "
+            f"{message.kopf.prozess_id}"
+            + (f", {documents} documents" if result.container else "")
+            + ")"
+        )
     label = "VALID" if result.verdict is files.Verdict.VALID else "INVALID"
     click.echo(f"{label} {result.path}{summary}")
     for finding in result.findings:
@@ -117,7 +146,9 @@ def _check_json(result: files.FileCheck) -> dict[str, Any]:
         "version": message.version if message else None,
         "message_type": message.typ.element if message else None,
         "prozess_id": message.kopf.prozess_id if message else None,
-        "error": {"kind": result.error.kind, "message": result.error.message} if result.error else None,
+        "error": {"kind": result.error.kind, "message": result.error.message}
+        if result.error
+        else None,
         "findings": [f.model_dump(mode="json") for f in result.findings],
         "entries": [e.model_dump(mode="json") for e in result.entries],
     }
@@ -130,7 +161,9 @@ def _check_json(result: files.FileCheck) -> dict[str, Any]:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the message view as JSON.")
 @_limit_options
-def inspect(path: Path, as_json: bool, max_entries: int, max_total_bytes: int, max_ratio: float) -> None:
+def inspect(
+    path: Path, as_json: bool, max_entries: int, max_total_bytes: int, max_ratio: float
+) -> None:
     """Show the Kopf and the Schriftgutobjekt tree, with document hashes."""
     result = files.check_file(path, limits=_limits(max_entries, max_total_bytes, max_ratio))
     message = result.nachricht
@@ -140,12 +173,18 @@ def inspect(path: Path, as_json: bool, max_entries: int, max_total_bytes: int, m
         sys.exit(2)
     hashes = {e.name: e for e in result.entries}
     if as_json:
-        click.echo(json.dumps({
-            "path": result.path,
-            "status": result.verdict.value,
-            "message": message.model_dump(mode="json"),
-            "entries": [e.model_dump(mode="json") for e in result.entries],
-        }, indent=2, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {
+                    "path": result.path,
+                    "status": result.verdict.value,
+                    "message": message.model_dump(mode="json"),
+                    "entries": [e.model_dump(mode="json") for e in result.entries],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
         _print_message(message, hashes, result)
     sys.exit(result.verdict.exit_code)
@@ -157,7 +196,10 @@ def _print_message(message: Nachricht, hashes: dict[str, Any], result: files.Fil
         ("xdomea", f"{message.version}  {message.typ.element}"),
         ("ProzessID", kopf.prozess_id),
         ("Nachrichtentyp", kopf.nachrichtentyp),
-        ("Erstellungszeitpunkt", kopf.erstellungszeitpunkt.isoformat() if kopf.erstellungszeitpunkt else "-"),
+        (
+            "Erstellungszeitpunkt",
+            kopf.erstellungszeitpunkt.isoformat() if kopf.erstellungszeitpunkt else "-",
+        ),
         ("Absender", _kontakt(kopf.absender)),
         ("Empfänger", _kontakt(kopf.empfaenger)),
         ("Status", result.verdict.value),
@@ -169,7 +211,9 @@ def _print_message(message: Nachricht, hashes: dict[str, Any], result: files.Fil
     if not objects:
         click.echo("  (none)")
     for index, sgo in enumerate(objects):
-        _print_tree(sgo, "  ", index == len(objects) - 1, hashes, in_container=result.container is not None)
+        _print_tree(
+            sgo, "  ", index == len(objects) - 1, hashes, in_container=result.container is not None
+        )
     unreferenced = [e for e in result.entries if e.role == "unreferenced"]
     for entry in unreferenced:
         click.echo(f"Unreferenced file    {entry.name}  sha256 {entry.sha256}  {entry.size} bytes")
@@ -185,11 +229,13 @@ def _kontakt(kontakt: Any) -> str:
     return text
 
 
-def _print_tree(sgo: Schriftgutobjekt, indent: str, last: bool, hashes: dict[str, Any], *, in_container: bool) -> None:
+def _print_tree(
+    sgo: Schriftgutobjekt, indent: str, last: bool, hashes: dict[str, Any], *, in_container: bool
+) -> None:
     branch = "└─ " if last else "├─ "
     label = f"{sgo.art.value} {sgo.uuid}"
     if sgo.betreff:
-        label += f"  \"{sgo.betreff}\""
+        label += f'  "{sgo.betreff}"'
     if sgo.kennzeichen:
         label += f"  [{sgo.kennzeichen}]"
     click.echo(indent + branch + label)
@@ -205,7 +251,10 @@ def _print_tree(sgo: Schriftgutobjekt, indent: str, last: bool, hashes: dict[str
                 detail = "MISSING from container"
             else:
                 detail = "(not in a container)"
-            files_lines.append(f"v{version.nummer or '?'} {fmt.name_code or '?'}/{fmt.version or '?'}  {name}  {detail}")
+            files_lines.append(
+                f"v{version.nummer or '?'} {fmt.name_code or '?'}/{fmt.version or '?'}  "
+                f"{name}  {detail}"
+            )
     children = sgo.kinder
     for i, line in enumerate(files_lines):
         is_last = i == len(files_lines) - 1 and not children
@@ -229,22 +278,41 @@ def schemas_list(as_json: bool) -> None:
     store = SchemaStore()
     statuses = [store.status(v) for v in catalog.versions()]
     if as_json:
-        click.echo(json.dumps({"root": str(store.root), "versions": [
-            {"version": s.version, "installed": s.installed, "verified": s.verified,
-             "namespace": catalog.get(s.version).namespace,
-             "xrepository_id": catalog.get(s.version).xrepository_id,
-             "problems": list(s.problems)} for s in statuses]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "root": str(store.root),
+                    "versions": [
+                        {
+                            "version": s.version,
+                            "installed": s.installed,
+                            "verified": s.verified,
+                            "namespace": catalog.get(s.version).namespace,
+                            "xrepository_id": catalog.get(s.version).xrepository_id,
+                            "problems": list(s.problems),
+                        }
+                        for s in statuses
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     source = "IKZ_SCHEMA_DIR" if os.environ.get("IKZ_SCHEMA_DIR") else "user cache"
     click.echo(f"schema root: {store.root} ({source})")
     for status in statuses:
-        state = "verified" if status.verified else ("DAMAGED" if status.installed else "not installed")
+        state = (
+            "verified" if status.verified else ("DAMAGED" if status.installed else "not installed")
+        )
         click.echo(f"  {status.version:<7} {state:<14} {catalog.get(status.version).namespace}")
         if status.installed and not status.verified:
             for problem in status.problems:
                 click.echo(f"          {problem}")
     if not any(s.verified for s in statuses):
-        click.echo("Install schemas with 'ikz-gateway schemas import DIR|ZIP' or 'ikz-gateway schemas fetch all'.")
+        click.echo(
+            "Install schemas with 'ikz-gateway schemas import DIR|ZIP' or "
+            "'ikz-gateway schemas fetch all'."
+        )
 
 
 @schemas.command("import")
@@ -259,8 +327,15 @@ def schemas_import(source: Path) -> None:
 
 @schemas.command("fetch")
 @click.argument("version")
-@click.option("--url", "url_template", default=None,
-              help="Download URL template ({version}, {xrepository_id}); default: XRepository or $IKZ_SCHEMA_FETCH_URL.")
+@click.option(
+    "--url",
+    "url_template",
+    default=None,
+    help=(
+        "Download URL template ({version}, {xrepository_id}); "
+        "default: XRepository or $IKZ_SCHEMA_FETCH_URL."
+    ),
+)
 def schemas_fetch(version: str, url_template: str | None) -> None:
     """Download a version (or 'all') from XRepository and install it after verifying every file."""
     from schemas import fetch
@@ -284,8 +359,11 @@ def schemas_fetch(version: str, url_template: str | None) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: run the CLI, turning every error into a clear message."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="ikz-gateway",
-                 standalone_mode=False)
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="ikz-gateway",
+            standalone_mode=False,
+        )
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -299,9 +377,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - last line of defence, no tracebacks for users
+    except Exception as exc:
         if os.environ.get("IKZ_DEBUG"):
             raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (set IKZ_DEBUG=1 for details)", err=True)
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} (set IKZ_DEBUG=1 for details)", err=True
+        )
         sys.exit(70)
     sys.exit(0)

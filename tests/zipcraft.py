@@ -21,7 +21,7 @@ class RawNameInfo(zipfile.ZipInfo):
         super().__init__(raw.decode("cp437"), date_time=(2024, 1, 1, 0, 0, 0))
         self._raw = raw
 
-    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # noqa: N802 - zipfile's name
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:
         return self._raw, self.flag_bits & ~0x800
 
 
@@ -51,7 +51,7 @@ def write_zip(path: Path, entries: Iterable[Entry]) -> Path:
                 info.compress_type = zipfile.ZIP_DEFLATED if entry.compress else zipfile.ZIP_STORED
                 if entry.symlink:
                     info.create_system = 3
-                    info.external_attr = (0o120777 << 16)
+                    info.external_attr = 0o120777 << 16
                 archive.writestr(info, entry.data)
     for entry in entries_list:
         if entry.encrypted:
@@ -68,7 +68,9 @@ def _set_encrypted_flag(path: Path, name: str | bytes) -> None:
     for signature, flag_offset, length_offset, name_offset in headers:
         start = 0
         while (start := data.find(signature, start)) != -1:
-            length = int.from_bytes(data[start + length_offset : start + length_offset + 2], "little")
+            length = int.from_bytes(
+                data[start + length_offset : start + length_offset + 2], "little"
+            )
             if bytes(data[start + name_offset : start + name_offset + length]) == raw:
                 data[start + flag_offset] |= 0x1
             start += 4

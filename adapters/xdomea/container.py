@@ -13,6 +13,7 @@ name the spelling that matches a referenced ``Dateiname`` wins.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -40,8 +41,25 @@ _CHUNK = 1024 * 1024
 _UTF8_FLAG = 0x800
 _ENCRYPTED_FLAG = 0x1
 _COMPRESSED_SUFFIXES = frozenset(
-    {".pdf", ".zip", ".jpg", ".jpeg", ".png", ".gif", ".docx", ".xlsx", ".pptx", ".odt",
-     ".ods", ".mp3", ".mp4", ".gz", ".7z", ".tif", ".tiff"}
+    {
+        ".pdf",
+        ".zip",
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".gif",
+        ".docx",
+        ".xlsx",
+        ".pptx",
+        ".odt",
+        ".ods",
+        ".mp3",
+        ".mp4",
+        ".gz",
+        ".7z",
+        ".tif",
+        ".tiff",
+    }
 )
 
 
@@ -99,9 +117,7 @@ class ContainerReport:
         """
         errors = [f for f in self.findings if f.severity is Severity.ERROR]
         if errors:
-            raise IncompleteContainer(
-                "; ".join(f.message for f in errors), where=self.path
-            )
+            raise IncompleteContainer("; ".join(f.message for f in errors), where=self.path)
 
 
 class Container:
@@ -229,7 +245,9 @@ class Container:
             hint = f" (an entry differs only in case: {near})" if near else ""
             report.findings.append(
                 Finding(
-                    message=f"referenced Primaerdokument {name} is missing from the container{hint}",
+                    message=(
+                        f"referenced Primaerdokument {name} is missing from the container{hint}"
+                    ),
                     path=name,
                     source="container",
                 )
@@ -307,7 +325,9 @@ def _preflight(archive: zipfile.ZipFile, limits: ContainerLimits, where: str) ->
     return entries
 
 
-def _check_ratio(name: str, size: int, compressed: int, limits: ContainerLimits, where: str) -> None:
+def _check_ratio(
+    name: str, size: int, compressed: int, limits: ContainerLimits, where: str
+) -> None:
     if size < limits.ratio_floor_bytes:
         return
     if size > limits.max_ratio * max(compressed, 1):
@@ -349,8 +369,7 @@ def _find_message_entry(entries: list[_Entry], where: str) -> _Entry:
             where=where,
         )
     raise ContainerError(
-        "more than one xdomea message in the container: "
-        + ", ".join(e.name for e in candidates),
+        "more than one xdomea message in the container: " + ", ".join(e.name for e in candidates),
         where=where,
     )
 
@@ -503,7 +522,10 @@ class ContainerWriter:
                 size += len(chunk)
                 target.write(chunk)
         entry = ContainerEntry(
-            name=name, size=size, compressed_size=info.compress_size, sha256=digest.hexdigest(),
+            name=name,
+            size=size,
+            compressed_size=info.compress_size,
+            sha256=digest.hexdigest(),
             role=role,
         )
         self._added[name] = entry
@@ -548,10 +570,8 @@ class ContainerWriter:
         if self._closed:
             return
         self._closed = True
-        try:
+        with contextlib.suppress(OSError, ValueError, zipfile.BadZipFile):
             self._zip.close()
-        except (OSError, ValueError, zipfile.BadZipFile):
-            pass
         self._file.close()
         self._tmp.unlink(missing_ok=True)
 

@@ -60,7 +60,9 @@ def check_file(path: Path, *, limits: ContainerLimits | None = None) -> FileChec
     where = str(path)
     try:
         if path.is_dir():
-            raise UnusableInput("is a directory; give a message XML or a ZIP container", where=where)
+            raise UnusableInput(
+                "is a directory; give a message XML or a ZIP container", where=where
+            )
         with path.open("rb") as stream:
             head = stream.read(4)
         if head in _ZIP_MAGIC:

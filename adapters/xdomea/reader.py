@@ -60,12 +60,20 @@ def _code_name(element: etree._Element | None) -> str | None:
     return _text(_child(element, "name"))
 
 
+def source_line(element: etree._Element) -> int | None:
+    """The element's line in the parsed document, if known."""
+    line = element.sourceline
+    return line if isinstance(line, int) else None
+
+
 def read_message(detected: Detected) -> Nachricht:
     """Build the read-only view of a detected message."""
     q = _Names(etree.QName(detected.root).namespace or "")
     kopf = _read_kopf(detected.root.find(q("Kopf")), q)
     objekte = tuple(_find_objects(detected.root, q, skip=q("Kopf")))
-    return Nachricht(version=detected.version, typ=detected.typ, kopf=kopf, schriftgutobjekte=objekte)
+    return Nachricht(
+        version=detected.version, typ=detected.typ, kopf=kopf, schriftgutobjekte=objekte
+    )
 
 
 def _read_kopf(kopf: etree._Element | None, q: _Names) -> Kopf:
@@ -110,7 +118,9 @@ def _read_kontakt(kontakt: etree._Element | None, q: _Names) -> Kontakt:
     )
 
 
-def _find_objects(parent: etree._Element, q: _Names, *, skip: str | None = None) -> list[Schriftgutobjekt]:
+def _find_objects(
+    parent: etree._Element, q: _Names, *, skip: str | None = None
+) -> list[Schriftgutobjekt]:
     found: list[Schriftgutobjekt] = []
     for child in parent.iterchildren(tag=etree.Element):
         tag = child.tag
@@ -158,5 +168,5 @@ def _read_object(
         kennzeichen=_text(_child(metadaten, q("Kennzeichen"))),
         versionen=versionen,
         kinder=kinder,
-        line=element.sourceline,
+        line=source_line(element),
     )

@@ -7,8 +7,9 @@ rules the XSDs cannot express. Findings carry line and element path.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, cast
 
 from lxml import etree
 
@@ -66,7 +67,7 @@ def schema_findings(
         return []
     return [
         Finding(message=entry.message, line=entry.line or None, path=entry.path or None)
-        for entry in schema.error_log
+        for entry in cast("Iterable[etree._LogEntry]", schema.error_log)
     ]
 
 
@@ -93,8 +94,9 @@ def semantic_findings(detected: xml.Detected) -> list[Finding]:
         )
     seen: dict[str, int | None] = {}
     for ident in detected.root.iterfind(_SGO_ID_PATH.format(ns=ns)):
-        owner = ident.getparent().getparent()
-        if etree.QName(owner).localname not in reader.SGO_ARTEN or not ident.text:
+        parent = ident.getparent()
+        owner = parent.getparent() if parent is not None else None
+        if owner is None or etree.QName(owner).localname not in reader.SGO_ARTEN or not ident.text:
             continue
         key = uuid_key(ident.text)
         if key in seen:
@@ -104,13 +106,13 @@ def semantic_findings(detected: xml.Detected) -> list[Finding]:
                         f"ID {ident.text.strip()} is used by more than one Schriftgutobjekt "
                         f"(first at line {seen[key]}); every Schriftgutobjekt needs its own UUID"
                     ),
-                    line=owner.sourceline,
+                    line=reader.source_line(owner),
                     path="Identifikation/ID",
                     source="semantic",
                 )
             )
         else:
-            seen[key] = owner.sourceline
+            seen[key] = reader.source_line(owner)
     return findings
 
 

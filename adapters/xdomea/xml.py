@@ -117,7 +117,9 @@ def detect(
         raise UnsupportedVersion(str(exc), where=where) from exc
     if qname.localname not in known:
         elsewhere = [
-            v for v in installed if v != version and qname.localname in loader.version(v).message_types
+            v
+            for v in installed
+            if v != version and qname.localname in loader.version(v).message_types
         ]
         extra = f" (it exists in xdomea {', '.join(elsewhere)})" if elsewhere else ""
         raise UnknownMessageType(

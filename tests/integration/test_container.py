@@ -13,7 +13,14 @@ from adapters.xdomea import naming
 from adapters.xdomea.container import Container, ContainerWriter, read_container, write_container
 from gateway.errors import IncompleteContainer
 from tests.conftest import SHARED_SAMPLES
-from tests.zipcraft import MESSAGE_NAME, SAMPLE_0503, SAMPLE_DATEINAME, SAMPLE_PROZESS_ID, Entry, write_zip
+from tests.zipcraft import (
+    MESSAGE_NAME,
+    SAMPLE_0503,
+    SAMPLE_DATEINAME,
+    SAMPLE_PROZESS_ID,
+    Entry,
+    write_zip,
+)
 
 SAMPLE = (SHARED_SAMPLES / SAMPLE_0503).read_bytes()
 PDF = (SHARED_SAMPLES / "pdfa" / "test_pdf_a2-u.pdf").read_bytes()
@@ -46,7 +53,9 @@ def test_open_document_streams_the_original_bytes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("style", list(naming.NamingStyle))
-def test_container_names_follow_the_chosen_style_and_read_back(style: naming.NamingStyle, tmp_path: Path) -> None:
+def test_container_names_follow_the_chosen_style_and_read_back(
+    style: naming.NamingStyle, tmp_path: Path
+) -> None:
     """Each naming style produces a file name that parses back to ProzessID and code."""
     path, _ = write_container(tmp_path, SAMPLE, {SAMPLE_DATEINAME: PDF}, style=style)
 
@@ -67,11 +76,15 @@ def test_long_name_spells_the_message_element() -> None:
 
 
 @pytest.mark.parametrize("codec", ["cp850", "cp437", "utf-8"])
-def test_entry_names_without_utf8_flag_are_matched_in_the_senders_code_page(codec: str, tmp_path: Path) -> None:
+def test_entry_names_without_utf8_flag_are_matched_in_the_senders_code_page(
+    codec: str, tmp_path: Path
+) -> None:
     """Windows tools write CP437/CP850 (or UTF-8) names without the flag; they still match."""
     name = UMLAUT_NAME if codec != "cp437" else UMLAUT_NAME.replace("ø", "é")
     message = SAMPLE.replace(SAMPLE_DATEINAME.encode(), name.encode())
-    path = write_zip(tmp_path / "c.zip", [Entry(MESSAGE_NAME, message), Entry(name.encode(codec), PDF)])
+    path = write_zip(
+        tmp_path / "c.zip", [Entry(MESSAGE_NAME, message), Entry(name.encode(codec), PDF)]
+    )
 
     report = read_container(path)
 
@@ -81,7 +94,9 @@ def test_entry_names_without_utf8_flag_are_matched_in_the_senders_code_page(code
 
 def test_upper_case_uuids_are_kept_as_spelled(tmp_path: Path) -> None:
     """UUIDs in upper case are accepted, and the view keeps the sender's spelling."""
-    upper = SAMPLE.replace(b"d9fc876a-3838-4e15-9203-15c703afe730", b"D9FC876A-3838-4E15-9203-15C703AFE730")
+    upper = SAMPLE.replace(
+        b"d9fc876a-3838-4e15-9203-15c703afe730", b"D9FC876A-3838-4E15-9203-15C703AFE730"
+    )
     path, _ = write_container(tmp_path, upper, {SAMPLE_DATEINAME: PDF})
 
     report = read_container(path)
@@ -113,7 +128,10 @@ def test_writer_refuses_to_finish_without_every_referenced_document(tmp_path: Pa
 
 def test_writer_refuses_documents_the_message_does_not_reference(tmp_path: Path) -> None:
     """Adding an unreferenced document is refused: it would arrive unreported."""
-    with pytest.raises(IncompleteContainer, match="not referenced"), ContainerWriter(tmp_path, SAMPLE) as writer:
+    with (
+        pytest.raises(IncompleteContainer, match="not referenced"),
+        ContainerWriter(tmp_path, SAMPLE) as writer,
+    ):
         writer.add_document("stray.pdf", io.BytesIO(b"x"))
 
     assert list(tmp_path.iterdir()) == []
@@ -148,10 +166,16 @@ def test_container_with_subfolder_document_reports_it_unreferenced(tmp_path: Pat
     """Documents are matched by their exact entry name; a copy in a subfolder does not count."""
     path = write_zip(
         tmp_path / "c.zip",
-        [Entry(MESSAGE_NAME, SAMPLE), Entry(SAMPLE_DATEINAME, PDF), Entry(f"extra/{SAMPLE_DATEINAME}", PDF)],
+        [
+            Entry(MESSAGE_NAME, SAMPLE),
+            Entry(SAMPLE_DATEINAME, PDF),
+            Entry(f"extra/{SAMPLE_DATEINAME}", PDF),
+        ],
     )
 
     report = read_container(path)
 
     assert report.valid
-    assert [e.name for e in report.entries if e.role == "unreferenced"] == [f"extra/{SAMPLE_DATEINAME}"]
+    assert [e.name for e in report.entries if e.role == "unreferenced"] == [
+        f"extra/{SAMPLE_DATEINAME}"
+    ]

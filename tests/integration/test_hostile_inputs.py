@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,7 @@ class Case:
     make: Callable[[Path], Path]
     verdict: Verdict
     error: str  # regular expression the error or first finding must match
-    limits: ContainerLimits = ContainerLimits()
+    limits: ContainerLimits = field(default_factory=ContainerLimits)
 
 
 def _xml(data: bytes) -> Callable[[Path], Path]:
@@ -73,50 +73,138 @@ CASES = [
     Case("external-dtd", _xml(EXTERNAL_DTD), Verdict.UNUSABLE, r"DTD"),
     Case("malformed-xml", _xml(b"<a><b></a>"), Verdict.UNUSABLE, r"not well-formed XML \(line 1\)"),
     Case("empty-file", _xml(b""), Verdict.UNUSABLE, r"not well-formed XML"),
-    Case("not-xdomea", _xml(b"<html xmlns='http://www.w3.org/1999/xhtml'/>"), Verdict.UNUSABLE,
-         r"root element \{http://www.w3.org/1999/xhtml\}html is not an xdomea message"),
-    Case("unknown-version", _xml(SAMPLE.replace(b"schema:3.0.0", b"schema:4.0.0")), Verdict.UNUSABLE,
-         r"^unsupported xdomea version 4\.0\.0; installed: 2\.3\.0, 2\.4\.0, 3\.0\.0, 3\.1\.0$"),
-    Case("message-type-of-other-version",
-         _xml(SAMPLE.replace(b"schema:3.0.0", b"schema:2.3.0").replace(
-             b"Aussonderung.Aussonderung.0503", b"Aussonderung.AussonderungEmpfangBestaetigen.0507")),
-         Verdict.UNUSABLE, r"not a message type of xdomea 2\.3\.0 \(it exists in xdomea 3\.0\.0, 3\.1\.0\)"),
-    Case("schema-invalid", _xml(SAMPLE.replace(b"<xdomea:ProzessID>", b"<xdomea:ProzessIDX>").replace(
-         b"</xdomea:ProzessID>", b"</xdomea:ProzessIDX>")), Verdict.INVALID, r"ProzessIDX"),
+    Case(
+        "not-xdomea",
+        _xml(b"<html xmlns='http://www.w3.org/1999/xhtml'/>"),
+        Verdict.UNUSABLE,
+        r"root element \{http://www.w3.org/1999/xhtml\}html is not an xdomea message",
+    ),
+    Case(
+        "unknown-version",
+        _xml(SAMPLE.replace(b"schema:3.0.0", b"schema:4.0.0")),
+        Verdict.UNUSABLE,
+        r"^unsupported xdomea version 4\.0\.0; installed: 2\.3\.0, 2\.4\.0, 3\.0\.0, 3\.1\.0$",
+    ),
+    Case(
+        "message-type-of-other-version",
+        _xml(
+            SAMPLE.replace(b"schema:3.0.0", b"schema:2.3.0").replace(
+                b"Aussonderung.Aussonderung.0503",
+                b"Aussonderung.AussonderungEmpfangBestaetigen.0507",
+            )
+        ),
+        Verdict.UNUSABLE,
+        r"not a message type of xdomea 2\.3\.0 \(it exists in xdomea 3\.0\.0, 3\.1\.0\)",
+    ),
+    Case(
+        "schema-invalid",
+        _xml(
+            SAMPLE.replace(b"<xdomea:ProzessID>", b"<xdomea:ProzessIDX>").replace(
+                b"</xdomea:ProzessID>", b"</xdomea:ProzessIDX>"
+            )
+        ),
+        Verdict.INVALID,
+        r"ProzessIDX",
+    ),
     Case("not-a-zip", _xml(b"PK\x03\x04garbage"), Verdict.UNUSABLE, r"not a readable ZIP"),
-    Case("path-traversal", _zip(_container(Entry("../evil.txt", b"x"))), Verdict.UNUSABLE,
-         r"points outside the container"),
-    Case("path-traversal-backslash", _zip(_container(Entry("docs\\..\\..\\evil.txt", b"x"))),
-         Verdict.UNUSABLE, r"points outside the container"),
-    Case("absolute-path", _zip(_container(Entry("/etc/cron.d/evil", b"x"))), Verdict.UNUSABLE,
-         r"absolute path"),
-    Case("windows-drive-path", _zip(_container(Entry("C:/Windows/evil.dll", b"x"))), Verdict.UNUSABLE,
-         r"absolute path"),
-    Case("symlink", _zip(_container(Entry("link", b"/etc/passwd", symlink=True))), Verdict.UNUSABLE,
-         r"symbolic link"),
-    Case("duplicate-name", _zip(_container(Entry(SAMPLE_DATEINAME, b"other"))), Verdict.UNUSABLE,
-         r"duplicate entry name"),
-    Case("duplicate-name-differing-case", _zip(_container(Entry(SAMPLE_DATEINAME.upper(), b"x"))),
-         Verdict.UNUSABLE, r"duplicate entry name"),
-    Case("encrypted-entry", _zip(_container(Entry("secret.pdf", b"x", encrypted=True))),
-         Verdict.UNUSABLE, r"encrypted"),
-    Case("zip-bomb-ratio", _zip(_container(Entry("bomb.bin", bytes(64 * 1024 * 1024)))),
-         Verdict.UNUSABLE, r"expands \d+-fold"),
-    Case("too-many-entries", _zip(_container(*[Entry(f"f{i}.txt", b"x") for i in range(20)])),
-         Verdict.UNUSABLE, r"22 entries exceed the limit of 10", ContainerLimits(max_entries=10)),
-    Case("too-large-in-total", _zip(_container(Entry("big.bin", os.urandom(200_000)))),
-         Verdict.UNUSABLE, r"more than 100000 bytes", ContainerLimits(max_total_bytes=100_000)),
-    Case("no-message", _zip([Entry(SAMPLE_DATEINAME, PDF)]), Verdict.UNUSABLE,
-         r"no xdomea message in the container"),
-    Case("two-messages", _zip(_container(Entry("11111111-1111-1111-1111-111111111111_0401.xml", b"<x/>"))),
-         Verdict.UNUSABLE, r"more than one xdomea message"),
-    Case("missing-document", _zip(_container(document=False)), Verdict.INVALID,
-         rf"referenced Primaerdokument {SAMPLE_DATEINAME} is missing"),
-    Case("missing-document-case-differs",
-         _zip([Entry(MESSAGE_NAME, SAMPLE), Entry(SAMPLE_DATEINAME.replace(".pdf", ".PDF"), PDF)]),
-         Verdict.INVALID, r"an entry differs only in case"),
-    Case("dtd-in-container-message", _zip(_container(message=BILLION_LAUGHS)), Verdict.UNUSABLE,
-         r"DTD|entit"),
+    Case(
+        "path-traversal",
+        _zip(_container(Entry("../evil.txt", b"x"))),
+        Verdict.UNUSABLE,
+        r"points outside the container",
+    ),
+    Case(
+        "path-traversal-backslash",
+        _zip(_container(Entry("docs\\..\\..\\evil.txt", b"x"))),
+        Verdict.UNUSABLE,
+        r"points outside the container",
+    ),
+    Case(
+        "absolute-path",
+        _zip(_container(Entry("/etc/cron.d/evil", b"x"))),
+        Verdict.UNUSABLE,
+        r"absolute path",
+    ),
+    Case(
+        "windows-drive-path",
+        _zip(_container(Entry("C:/Windows/evil.dll", b"x"))),
+        Verdict.UNUSABLE,
+        r"absolute path",
+    ),
+    Case(
+        "symlink",
+        _zip(_container(Entry("link", b"/etc/passwd", symlink=True))),
+        Verdict.UNUSABLE,
+        r"symbolic link",
+    ),
+    Case(
+        "duplicate-name",
+        _zip(_container(Entry(SAMPLE_DATEINAME, b"other"))),
+        Verdict.UNUSABLE,
+        r"duplicate entry name",
+    ),
+    Case(
+        "duplicate-name-differing-case",
+        _zip(_container(Entry(SAMPLE_DATEINAME.upper(), b"x"))),
+        Verdict.UNUSABLE,
+        r"duplicate entry name",
+    ),
+    Case(
+        "encrypted-entry",
+        _zip(_container(Entry("secret.pdf", b"x", encrypted=True))),
+        Verdict.UNUSABLE,
+        r"encrypted",
+    ),
+    Case(
+        "zip-bomb-ratio",
+        _zip(_container(Entry("bomb.bin", bytes(64 * 1024 * 1024)))),
+        Verdict.UNUSABLE,
+        r"expands \d+-fold",
+    ),
+    Case(
+        "too-many-entries",
+        _zip(_container(*[Entry(f"f{i}.txt", b"x") for i in range(20)])),
+        Verdict.UNUSABLE,
+        r"22 entries exceed the limit of 10",
+        ContainerLimits(max_entries=10),
+    ),
+    Case(
+        "too-large-in-total",
+        _zip(_container(Entry("big.bin", os.urandom(200_000)))),
+        Verdict.UNUSABLE,
+        r"more than 100000 bytes",
+        ContainerLimits(max_total_bytes=100_000),
+    ),
+    Case(
+        "no-message",
+        _zip([Entry(SAMPLE_DATEINAME, PDF)]),
+        Verdict.UNUSABLE,
+        r"no xdomea message in the container",
+    ),
+    Case(
+        "two-messages",
+        _zip(_container(Entry("11111111-1111-1111-1111-111111111111_0401.xml", b"<x/>"))),
+        Verdict.UNUSABLE,
+        r"more than one xdomea message",
+    ),
+    Case(
+        "missing-document",
+        _zip(_container(document=False)),
+        Verdict.INVALID,
+        rf"referenced Primaerdokument {SAMPLE_DATEINAME} is missing",
+    ),
+    Case(
+        "missing-document-case-differs",
+        _zip([Entry(MESSAGE_NAME, SAMPLE), Entry(SAMPLE_DATEINAME.replace(".pdf", ".PDF"), PDF)]),
+        Verdict.INVALID,
+        r"an entry differs only in case",
+    ),
+    Case(
+        "dtd-in-container-message",
+        _zip(_container(message=BILLION_LAUGHS)),
+        Verdict.UNUSABLE,
+        r"DTD|entit",
+    ),
 ]
 
 
@@ -154,13 +242,16 @@ def test_billion_laughs_is_refused_without_expanding(tmp_path: Path) -> None:
     import resource
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    nested = BILLION_LAUGHS.replace(b"<lolz>&lol4;</lolz>", b"").replace(b"]>", b"""
+    nested = BILLION_LAUGHS.replace(b"<lolz>&lol4;</lolz>", b"").replace(
+        b"]>",
+        b"""
  <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
  <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
  <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
  <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
  <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
-]><lolz>&lol9;</lolz>""")
+]><lolz>&lol9;</lolz>""",
+    )
     path = tmp_path / "bomb.xml"
     path.write_bytes(nested)
 

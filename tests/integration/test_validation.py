@@ -15,7 +15,9 @@ SAMPLE = (SHARED_SAMPLES / SAMPLE_0503).read_bytes()
 @pytest.mark.parametrize("version", [v for v in VERSIONS if v != "3.1.0"])
 def test_version_is_taken_from_the_namespace(version: str) -> None:
     """The namespace URN decides which schema validates the message."""
-    sample = (SHARED_SAMPLES / f"xdomea-{version}" / "xx_Aussonderung.Aussonderung.0503.xml").read_bytes()
+    sample = (
+        SHARED_SAMPLES / f"xdomea-{version}" / "xx_Aussonderung.Aussonderung.0503.xml"
+    ).read_bytes()
 
     checked = check_message(sample)
 
@@ -26,13 +28,18 @@ def test_version_is_taken_from_the_namespace(version: str) -> None:
 
 def test_schema_errors_carry_line_and_element_path() -> None:
     """A schema error names its line and the element path, for people and machines."""
-    broken = SAMPLE.replace(b"<xdomea:Erstellungszeitpunkt>2018-07-24T17:25:39", b"<xdomea:Erstellungszeitpunkt>gestern")
+    broken = SAMPLE.replace(
+        b"<xdomea:Erstellungszeitpunkt>2018-07-24T17:25:39", b"<xdomea:Erstellungszeitpunkt>gestern"
+    )
 
     checked = check_message(broken)
 
     (finding,) = [f for f in checked.findings if f.severity is Severity.ERROR]
     assert finding.line == 13
-    assert finding.path == "/xdomea:Aussonderung.Aussonderung.0503/xdomea:Kopf/xdomea:Erstellungszeitpunkt"
+    assert (
+        finding.path
+        == "/xdomea:Aussonderung.Aussonderung.0503/xdomea:Kopf/xdomea:Erstellungszeitpunkt"
+    )
     assert "gestern" in finding.message
 
 
@@ -40,9 +47,17 @@ def test_a_uuid_used_twice_is_an_error_regardless_of_case() -> None:
     """Two Schriftgutobjekte with the same UUID (differing only in case) make the message invalid."""
     head, tail = SAMPLE.split(b"<xdomea:Schriftgutobjekt>")
     dokument = tail.split(b"</xdomea:Schriftgutobjekt>")[0]
-    twice = head + b"<xdomea:Schriftgutobjekt>" + dokument + b"</xdomea:Schriftgutobjekt><xdomea:Schriftgutobjekt>" + dokument.replace(
-        b"d9fc876a-3838-4e15-9203-15c703afe730", b"D9FC876A-3838-4E15-9203-15C703AFE730"
-    ) + b"</xdomea:Schriftgutobjekt>" + tail.split(b"</xdomea:Schriftgutobjekt>")[1]
+    twice = (
+        head
+        + b"<xdomea:Schriftgutobjekt>"
+        + dokument
+        + b"</xdomea:Schriftgutobjekt><xdomea:Schriftgutobjekt>"
+        + dokument.replace(
+            b"d9fc876a-3838-4e15-9203-15c703afe730", b"D9FC876A-3838-4E15-9203-15C703AFE730"
+        )
+        + b"</xdomea:Schriftgutobjekt>"
+        + tail.split(b"</xdomea:Schriftgutobjekt>")[1]
+    )
 
     checked = check_message(twice)
 
@@ -52,7 +67,9 @@ def test_a_uuid_used_twice_is_an_error_regardless_of_case() -> None:
 
 def test_kopf_code_differing_from_root_element_is_only_a_warning() -> None:
     """The official samples carry template Kopf codes; that warns but stays valid."""
-    sample = (SHARED_SAMPLES / "xdomea-3.0.0" / "xx_Aussonderung.Bewertungsverzeichnis.0502.xml").read_bytes()
+    sample = (
+        SHARED_SAMPLES / "xdomea-3.0.0" / "xx_Aussonderung.Bewertungsverzeichnis.0502.xml"
+    ).read_bytes()
 
     checked = check_message(sample)
 

@@ -13,8 +13,12 @@ PID = "242f44e8-bebf-4503-a086-db252c6a4277"
     ("name", "code", "style", "element"),
     [
         (f"{PID}_Abgabe.Abgabe.0401.zip", "0401", NamingStyle.LONG, "Abgabe.Abgabe.0401"),
-        (f"{PID}_Aussonderung.Aussonderung.0503.zip", "0503", NamingStyle.LONG,
-         "Aussonderung.Aussonderung.0503"),
+        (
+            f"{PID}_Aussonderung.Aussonderung.0503.zip",
+            "0503",
+            NamingStyle.LONG,
+            "Aussonderung.Aussonderung.0503",
+        ),
         (f"{PID}_0401_1.zip", "0401", NamingStyle.NUMBERED, None),
         (f"{PID}_0503.zip", "0503", NamingStyle.SHORT, None),
         (f"{PID.upper()}_0503.ZIP", "0503", NamingStyle.SHORT, None),
