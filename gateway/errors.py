@@ -20,7 +20,10 @@ Hierarchy::
     │   └── ContainerError              ZIP container problems
     │       ├── UnsafeContainer         traversal, symlinks, bombs, encryption, duplicates
     │       └── ContainerLimitExceeded  configured limits (entries, size, ratio)
-    └── IncompleteContainer             referenced documents missing or ambiguous
+    ├── IncompleteContainer             referenced documents missing or ambiguous
+    ├── BuildError                      a spec no message of that version can express
+    └── ReceiptError                    results that do not fit the incoming message
+        └── ReceiptNotApplicable        receipt does not answer that message or version
 
 ``IncompleteContainer`` is not ``UnusableInput``: the message could be read and the
 container is simply invalid, which ``validate`` reports with exit code 1.
@@ -128,3 +131,21 @@ class IncompleteContainer(GatewayError):
     """The container's documents do not match the message's references."""
 
     kind = "incomplete-container"
+
+
+class BuildError(GatewayError):
+    """A spec that no message of the requested xdomea version can express."""
+
+    kind = "build-error"
+
+
+class ReceiptError(GatewayError):
+    """A receipt cannot be written from the given incoming message and results."""
+
+    kind = "receipt-error"
+
+
+class ReceiptNotApplicable(ReceiptError):
+    """The receipt does not answer the incoming message type, or not in its version."""
+
+    kind = "receipt-not-applicable"

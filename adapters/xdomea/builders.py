@@ -38,7 +38,7 @@ from contracts.builders import (
     new_uuid,
 )
 from contracts.xdomea import Kontakt
-from gateway.errors import GatewayError, UnsupportedVersion
+from gateway.errors import BuildError, UnsupportedVersion
 from schemas import catalog
 
 PREFIX = "xdomea"
@@ -60,12 +60,6 @@ _LIST_DATEIFORMAT = "urn:xoev-de:xdomea:codeliste:dateiformat"
 _LIST_AUSSONDERUNGSART = "urn:xoev-de:xdomea:codeliste:aussonderungsart"
 
 DEFAULT_SYSTEM = SendendesSystem()
-
-
-class BuildError(GatewayError):
-    """A spec that no message of the requested xdomea version can express."""
-
-    kind = "build-error"
 
 
 @dataclass(frozen=True)

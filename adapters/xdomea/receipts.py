@@ -20,11 +20,7 @@ and for 0506 Archivkennung). In 2.x it is one ``ErfolgOderMisserfolg`` for the w
 message (Erfolgreich, one Fehlermeldung, and for 0506 a ``Rueckgabeparameter`` with
 ID and Archivkennung per object the archive names).
 
-Errors::
-
-    GatewayError
-    └── ReceiptError               results that do not fit the incoming message
-        └── ReceiptNotApplicable   the receipt does not answer that message or version
+Errors: ``ReceiptError`` and ``ReceiptNotApplicable`` in ``gateway.errors``.
 """
 
 from __future__ import annotations
@@ -39,22 +35,10 @@ from adapters.xdomea import builders
 from adapters.xdomea.validation import CheckedMessage
 from contracts.builders import ObjectResult, SendendesSystem
 from contracts.xdomea import uuid_key
-from gateway.errors import GatewayError
+from gateway.errors import ReceiptError, ReceiptNotApplicable
 
 #: What 2.x reports for a failed object that came without an error text.
 _DEFAULT_FAILURE = "Import fehlgeschlagen"
-
-
-class ReceiptError(GatewayError):
-    """A receipt cannot be written from the given incoming message and results."""
-
-    kind = "receipt-error"
-
-
-class ReceiptNotApplicable(ReceiptError):
-    """The receipt does not answer the incoming message type, or not in its version."""
-
-    kind = "receipt-not-applicable"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from lxml import etree
 from adapters.xdomea import builders
 from adapters.xdomea.validation import check_message
 from contracts.builders import AkteSpec, SendendesSystem, VorgangSpec
-from gateway.errors import GatewayError, UnsupportedVersion
+from gateway.errors import BuildError, GatewayError, UnsupportedVersion
 from schemas.loader import default_loader
 from tests import xdomea_specs as specs
 from tests.conftest import VERSIONS
@@ -188,7 +188,7 @@ def test_2x_refuses_an_akte_with_dokumente_and_vorgaenge(version: str) -> None:
     """A 2.x Akteninhalt holds one kind only, so the builder refuses a mixed Akte and says why."""
     akte = AkteSpec(dokumente=(specs.dokument("Brief"),), vorgaenge=(VorgangSpec(),))
 
-    with pytest.raises(builders.BuildError, match="only one kind per Akteninhalt"):
+    with pytest.raises(BuildError, match="only one kind per Akteninhalt"):
         specs.build("0401", version, objekte=(akte,))
 
 
@@ -196,7 +196,7 @@ def test_2x_refuses_an_akte_with_dokumente_and_vorgaenge(version: str) -> None:
 @pytest.mark.parametrize("code", ["0401", "0503"])
 def test_2x_refuses_to_ask_for_an_empfangsbestaetigung_on_import(code: str, version: str) -> None:
     """A 2.x Abgabe or Aussonderung Kopf cannot ask for a receipt of arrival; asking is refused."""
-    with pytest.raises(builders.BuildError, match=r"exists from 3\.0\.0 on"):
+    with pytest.raises(BuildError, match=r"exists from 3\.0\.0 on"):
         specs.build(code, version, empfangsbestaetigung=True)
 
 
@@ -230,25 +230,25 @@ def test_unknown_version_is_refused() -> None:
 @pytest.mark.parametrize("code", OBJECT_CODES)
 def test_message_without_objects_is_refused(code: str) -> None:
     """A message that needs Schriftgutobjekte is not written without one."""
-    with pytest.raises(builders.BuildError, match="at least one Schriftgutobjekt"):
+    with pytest.raises(BuildError, match="at least one Schriftgutobjekt"):
         specs.build(code, "3.1.0", objekte=())
 
 
 def test_empty_bewertungsverzeichnis_is_refused() -> None:
     """A Bewertungsverzeichnis without Bewertungen is not written."""
-    with pytest.raises(builders.BuildError, match="at least one BewertetesObjekt"):
+    with pytest.raises(BuildError, match="at least one BewertetesObjekt"):
         specs.build("0502", "3.1.0", bewertungen={})
 
 
 def test_unknown_aussonderungsart_is_refused() -> None:
     """A Bewertung code outside A, B, V is refused before any XML is written."""
-    with pytest.raises(builders.BuildError, match="not in the code list"):
+    with pytest.raises(BuildError, match="not in the code list"):
         specs.build("0502", "3.1.0", bewertungen={specs.UPPER_AKTE: "X"})
 
 
 def test_build_errors_are_gateway_errors() -> None:
     """BuildError belongs to the gateway's exception hierarchy."""
-    assert issubclass(builders.BuildError, GatewayError)
+    assert issubclass(BuildError, GatewayError)
 
 
 def test_output_is_utf8_with_declaration_and_the_xdomea_prefix() -> None:

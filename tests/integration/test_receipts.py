@@ -14,7 +14,7 @@ from lxml import etree
 from adapters.xdomea import receipts
 from adapters.xdomea.validation import CheckedMessage, check_message
 from contracts.builders import ObjectResult, SchriftgutobjektSpec
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ReceiptError, ReceiptNotApplicable
 from schemas.loader import default_loader
 from tests import xdomea_specs as specs
 from tests.conftest import SHARED_SAMPLES, VERSIONS
@@ -264,7 +264,7 @@ def test_incoming_message_without_correlation_data_is_refused(part: str) -> None
     kopf.remove(kopf.find(f"{{*}}{part}"))  # type: ignore[arg-type]
     message = check_message(etree.tostring(root))
 
-    with pytest.raises(receipts.ReceiptError, match=f"no Kopf/{part}"):
+    with pytest.raises(ReceiptError, match=f"no Kopf/{part}"):
         receipts.build_receipt(message, "0402")
 
 
@@ -272,19 +272,19 @@ def test_results_for_an_unknown_object_are_refused() -> None:
     """A result for a UUID the incoming message does not contain raises ReceiptError naming it."""
     stranger = str(uuid.uuid4())
 
-    with pytest.raises(receipts.ReceiptError, match=stranger):
+    with pytest.raises(ReceiptError, match=stranger):
         answer("0402", "3.1.0", results={stranger: ObjectResult.ok()})
 
 
 def test_archivkennung_in_an_abgabe_receipt_is_refused() -> None:
     """Only a 0506 can report an Archivkennung; asking a 0402 to carry one is refused."""
-    with pytest.raises(receipts.ReceiptError, match="only a 0506"):
+    with pytest.raises(ReceiptError, match="only a 0506"):
         answer("0402", "3.1.0", results={specs.UPPER_AKTE: ObjectResult.ok("AK-1")})
 
 
 def test_results_on_a_receipt_without_body_are_refused() -> None:
     """An EmpfangBestaetigen message has no body, so results for it are refused."""
-    with pytest.raises(receipts.ReceiptError, match="no body"):
+    with pytest.raises(ReceiptError, match="no body"):
         answer("0504", "3.1.0", results={specs.UPPER_AKTE: ObjectResult.ok()})
 
 
@@ -304,7 +304,7 @@ def test_receipt_for_the_wrong_message_type_is_refused(code: str, wrong: str) ->
     """A receipt that does not answer the incoming type raises ReceiptNotApplicable naming both."""
     message = check_message(specs.build(wrong, "3.1.0"))
 
-    with pytest.raises(receipts.ReceiptNotApplicable, match=f"{code} .* answers a .* is a {wrong}"):
+    with pytest.raises(ReceiptNotApplicable, match=f"{code} .* answers a .* is a {wrong}"):
         receipts.build_receipt(message, code)
 
 
@@ -316,7 +316,7 @@ def test_receipt_missing_in_the_version_is_refused(version: str, code: str) -> N
     answered = receipts.RECEIPTS[code].answers
 
     with pytest.raises(
-        receipts.ReceiptNotApplicable,
+        ReceiptNotApplicable,
         match=rf"{code} exists from xdomea 3\.0\.0 on; the incoming {answered} is {version}",
     ):
         receipts.build_receipt(message, code)
@@ -324,14 +324,14 @@ def test_receipt_missing_in_the_version_is_refused(version: str, code: str) -> N
 
 def test_unknown_receipt_code_is_refused() -> None:
     """A code that is no receipt raises ReceiptNotApplicable listing the receipts."""
-    with pytest.raises(receipts.ReceiptNotApplicable, match="receipts: 0402"):
+    with pytest.raises(ReceiptNotApplicable, match="receipts: 0402"):
         receipts.build_receipt(incoming("0402", "3.1.0"), "0401")
 
 
 def test_receipt_errors_are_gateway_errors() -> None:
     """Both receipt errors belong to the gateway's exception hierarchy."""
-    assert issubclass(receipts.ReceiptNotApplicable, receipts.ReceiptError)
-    assert issubclass(receipts.ReceiptError, GatewayError)
+    assert issubclass(ReceiptNotApplicable, ReceiptError)
+    assert issubclass(ReceiptError, GatewayError)
 
 
 @pytest.mark.parametrize(
