@@ -333,3 +333,86 @@ def _write_summary(
             parameter = builders.add(element, d, "Rueckgabeparameter")
             builders.add(parameter, d, "ID", uuid)
             builders.add(parameter, d, "Archivkennung", result.archivkennung)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class ImportResults:
+    """What a 0402 or 0506 reports back, as the sender of the 0401/0503 reads it."""
+
+    code: str
+    #: Whether the receiver reports every object (3.x) or the whole message (2.x) imported.
+    erfolgreich: bool
+    #: Per Schriftgutobjekt as the receiver spelled the UUID (3.x; 2.x: 0506 Archivkennungen).
+    objekte: Mapping[str, ObjectResult]
+    #: Error texts not tied to an object (2.x ErfolgOderMisserfolg).
+    fehlermeldungen: tuple[str, ...] = ()
+
+    def result_for(self, uuid: str) -> ObjectResult | None:
+        """The result of one object, matching UUIDs regardless of case."""
+        wanted = uuid_key(uuid)
+        for key, result in self.objekte.items():
+            if uuid_key(key) == wanted:
+                return result
+        return None
+
+
+def read_import_results(receipt: CheckedMessage) -> ImportResults:
+    """Read the per-object outcome of a 0402 or 0506 import confirmation.
+
+    Raises:
+        ReceiptNotApplicable: the message is neither a 0402 nor a 0506.
+    """
+    code = receipt.detected.typ.code
+    receipt_type = RECEIPTS.get(code)
+    if receipt_type is None or receipt_type.result_element is None:
+        raise ReceiptNotApplicable(
+            f"{receipt.detected.typ.element} carries no import results; only 0402 and 0506 do"
+        )
+    d = builders.dialect(receipt.detected.version)
+    root = receipt.detected.root
+    if d.results_per_object:
+        objekte = {
+            _text(element, d, "IDSGO") or "": ObjectResult(
+                erfolgreich=_is_true(_text(element, d, "Erfolgreich")),
+                fehlermeldungen=_texts(element, d, "Fehlermeldung"),
+                archivkennung=_text(element, d, "Archivkennung"),
+            )
+            for element in root.iterfind(d.q(receipt_type.result_element))
+        }
+        return ImportResults(
+            code=code, erfolgreich=all(r.erfolgreich for r in objekte.values()), objekte=objekte
+        )
+    outcome = root.find(d.q("ErfolgOderMisserfolg"))
+    erfolgreich = outcome is not None and _is_true(_text(outcome, d, "Erfolgreich"))
+    archived = {}
+    if outcome is not None:
+        for parameter in outcome.iterfind(d.q("Rueckgabeparameter")):
+            archived[_text(parameter, d, "ID") or ""] = ObjectResult.ok(
+                _text(parameter, d, "Archivkennung")
+            )
+    return ImportResults(
+        code=code,
+        erfolgreich=erfolgreich,
+        objekte=archived,
+        fehlermeldungen=_texts(outcome, d, "Fehlermeldung") if outcome is not None else (),
+    )
+
+
+def _text(element: etree._Element, d: builders.Dialect, local: str) -> str | None:
+    value = element.findtext(d.q(local))
+    return value.strip() if value and value.strip() else None
+
+
+def _texts(element: etree._Element, d: builders.Dialect, local: str) -> tuple[str, ...]:
+    return tuple(
+        child.text.strip()
+        for child in element.iterfind(d.q(local))
+        if child.text and child.text.strip()
+    )
+
+
+def _is_true(value: str | None) -> bool:
+    return value in ("1", "true")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from adapters.xdomea import receipts
+from adapters.xdomea import builders, receipts
 from adapters.xdomea.validation import CheckedMessage, check_message
 from contracts.builders import ObjectResult, SchriftgutobjektSpec
 from gateway.errors import GatewayError, ReceiptError, ReceiptNotApplicable
@@ -364,3 +364,63 @@ def test_receipt_table_matches_the_schemas(version: str) -> None:
     assert {code: r.exists_in(version) for code, r in receipts.RECEIPTS.items()} == {
         code: r.element in declared for code, r in receipts.RECEIPTS.items()
     }
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_import_results_read_back_what_the_receipt_reports(version: str) -> None:
+    """A 0402 with one failed object reads back as not successful, naming the failure."""
+    incoming = check_message(
+        builders.build_abgabe_0401(
+            version, specs.tree(), absender=specs.ABSENDER, empfaenger=specs.EMPFAENGER
+        )
+    )
+    failed_uuid = specs.UPPER_AKTE
+    receipt = check_message(
+        receipts.build_receipt(
+            incoming, "0402", results={failed_uuid: ObjectResult.failed("Speicher voll")}
+        )
+    )
+
+    results = receipts.read_import_results(receipt)
+
+    assert not results.erfolgreich
+    if version.startswith("3."):
+        failed = results.result_for(failed_uuid.lower())
+        assert failed is not None and failed.fehlermeldungen == ("Speicher voll",)
+        assert sum(1 for r in results.objekte.values() if r.erfolgreich) == len(results.objekte) - 1
+    else:
+        assert any("Speicher voll" in text for text in results.fehlermeldungen)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_import_results_carry_the_archivkennung_of_a_0506(version: str) -> None:
+    """The archive's signature per object survives the 0506 round trip in every version."""
+    incoming = check_message(
+        builders.build_aussonderung_0503(
+            version, specs.tree(), absender=specs.ABSENDER, empfaenger=specs.EMPFAENGER
+        )
+    )
+    receipt = check_message(
+        receipts.build_receipt(
+            incoming, "0506", results={specs.UPPER_AKTE: ObjectResult.ok("LATh 1-23")}
+        )
+    )
+
+    results = receipts.read_import_results(receipt)
+
+    assert results.erfolgreich
+    archived = results.result_for(specs.UPPER_AKTE)
+    assert archived is not None and archived.archivkennung == "LATh 1-23"
+
+
+def test_import_results_refuse_a_receipt_without_results() -> None:
+    """Asking a 0403 for import results is refused with a clear error."""
+    incoming = check_message(
+        builders.build_abgabe_0401(
+            "3.1.0", specs.tree(), absender=specs.ABSENDER, empfaenger=specs.EMPFAENGER
+        )
+    )
+    receipt = check_message(receipts.build_receipt(incoming, "0403"))
+
+    with pytest.raises(ReceiptNotApplicable, match="only 0402 and 0506"):
+        receipts.read_import_results(receipt)
