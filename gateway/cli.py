@@ -353,6 +353,56 @@ def schemas_fetch(version: str, url_template: str | None) -> None:
     click.echo(f"installed xdomea {', '.join(installed)} into {store.root}")
 
 
+# --------------------------------------------------------------------------- demo
+
+
+@cli.command()
+@click.option(
+    "--scenario",
+    type=click.Choice(["abgabe"]),
+    default="abgabe",
+    show_default=True,
+    help="Which end-to-end flow to run.",
+)
+@click.option(
+    "--container",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Send this container instead of one the demo builds; A and B take its Kopf's parties.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep all files here (default: a temporary directory, removed afterwards).",
+)
+@click.option(
+    "--xdomea-version",
+    type=click.Choice(list(catalog.versions())),
+    default="3.1.0",
+    show_default=True,
+    help="xdomea version of the container the demo builds.",
+)
+def demo(scenario: str, container: Path | None, workdir: Path | None, xdomea_version: str) -> None:
+    """Run an end-to-end Abgabe between two Kommunen and check every document and receipt.
+
+    Exits 0 only when every document arrived bit-identical and every receipt arrived.
+    """
+    import tempfile
+
+    from gateway.demo import run_demo
+
+    click.echo(f"ikz-gateway demo: scenario {scenario}")
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        passed = run_demo(workdir, container=container, version=xdomea_version, echo=click.echo)
+        click.echo(f"  files kept in {workdir}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="ikz-demo-") as tmp:
+            passed = run_demo(
+                Path(tmp), container=container, version=xdomea_version, echo=click.echo
+            )
+    sys.exit(0 if passed else 1)
+
+
 # --------------------------------------------------------------------------- entry point
 
 

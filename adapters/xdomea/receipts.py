@@ -182,13 +182,16 @@ def requested_receipts(incoming: CheckedMessage) -> tuple[str, ...]:
     """
     d = builders.dialect(incoming.detected.version)
     kopf = incoming.detected.root.find(d.q("Kopf"))
-    return tuple(
-        receipt.code
+    due = [
+        receipt
         for receipt in RECEIPTS.values()
         if receipt.answers == incoming.detected.typ.code
         and receipt.exists_in(d.version)
         and _flag(kopf, d, receipt.requested_by)
-    )
+    ]
+    # Receipt of arrival (0403, 0507) is due before the import result (0402, 0506).
+    due.sort(key=lambda receipt: receipt.requested_by != "Empfangsbestaetigung")
+    return tuple(receipt.code for receipt in due)
 
 
 def _applicable(incoming: CheckedMessage, code: str) -> ReceiptType:

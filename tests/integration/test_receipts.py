@@ -337,10 +337,10 @@ def test_receipt_errors_are_gateway_errors() -> None:
 @pytest.mark.parametrize(
     ("version", "answered", "options", "due"),
     [
-        ("3.1.0", "0401", {}, ("0402", "0403")),
+        ("3.1.0", "0401", {}, ("0403", "0402")),
         ("3.1.0", "0401", {"empfangsbestaetigung": False}, ("0402",)),
         ("2.4.0", "0401", {}, ("0402",)),
-        ("3.0.0", "0503", {}, ("0506", "0507")),
+        ("3.0.0", "0503", {}, ("0507", "0506")),
         ("2.3.0", "0503", {}, ("0506",)),
         ("3.1.0", "0501", {"empfangsbestaetigung": False}, ()),
         ("2.4.0", "0502", {}, ("0505",)),
@@ -350,7 +350,7 @@ def test_receipt_errors_are_gateway_errors() -> None:
 def test_requested_receipts_follow_the_kopf_flags(
     version: str, answered: str, options: dict[str, Any], due: tuple[str, ...]
 ) -> None:
-    """The receipts due are those the incoming Kopf asks for and its version knows."""
+    """The receipts due are those the incoming Kopf asks for and its version knows, arrival first."""
     message = check_message(specs.build(answered, version, **options))
 
     assert receipts.requested_receipts(message) == due
