@@ -154,11 +154,10 @@ def _file_documents(
                 while chunk := source.read(1024 * 1024):
                     digest.update(chunk)
                     sink.write(chunk)
+            actual = digest.hexdigest()
+            same = "=" if actual == expected else "≠"
             journey.check(
-                digest.hexdigest() == expected,
-                f"{name}",
-                f"sha256 {digest.hexdigest()[:16]}… {'=' if digest.hexdigest() == expected else '≠'} "
-                f"sent {expected[:16]}…",
+                actual == expected, name, f"sha256 {actual[:16]}… {same} sent {expected[:16]}…"
             )
 
 
