@@ -11,7 +11,7 @@ SHARED_XDOMEA := ../shared/xdomea
 $(BIN)/ikz-gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --editable . --group dev
+	$(BIN)/pip install --quiet --editable '.[postgres]' --group dev
 	touch $@
 
 schemas: $(BIN)/ikz-gateway

@@ -22,8 +22,17 @@ Hierarchy::
     │       └── ContainerLimitExceeded  configured limits (entries, size, ratio)
     ├── IncompleteContainer             referenced documents missing or ambiguous
     ├── BuildError                      a spec no message of that version can express
-    └── ReceiptError                    results that do not fit the incoming message
-        └── ReceiptNotApplicable        receipt does not answer that message or version
+    ├── ReceiptError                    results that do not fit the incoming message
+    │   └── ReceiptNotApplicable        receipt does not answer that message or version
+    ├── ConfigError                     gateway.toml unreadable or invalid
+    ├── JournalError                    the journal refused an operation
+    │   ├── JournalUnavailable          database unreachable (answer 503, retry)
+    │   └── LeaseLost                   a worker's claim expired under it
+    ├── NotFound                        no such message, delivery or process
+    ├── IdempotencyConflict             an Idempotency-Key reused for other content
+    └── DeliveryError                   a delivery attempt failed
+        ├── TransientDeliveryError      retry with backoff
+        └── PermanentDeliveryError      dead-letter at once
 
 ``IncompleteContainer`` is not ``UnusableInput``: the message could be read and the
 container is simply invalid, which ``validate`` reports with exit code 1.
@@ -149,3 +158,57 @@ class ReceiptNotApplicable(ReceiptError):
     """The receipt does not answer the incoming message type, or not in its version."""
 
     kind = "receipt-not-applicable"
+
+
+class ConfigError(GatewayError):
+    """The configuration file is unreadable or invalid."""
+
+    kind = "config-error"
+
+
+class JournalError(GatewayError):
+    """The journal cannot be reached or refused an operation."""
+
+    kind = "journal-error"
+
+
+class JournalUnavailable(JournalError):
+    """The journal's database cannot be reached right now (retry later)."""
+
+    kind = "journal-unavailable"
+
+
+class LeaseLost(JournalError):
+    """A worker's claim on a delivery expired and another worker may own it now."""
+
+    kind = "lease-lost"
+
+
+class NotFound(GatewayError):
+    """A message, delivery or process that does not exist."""
+
+    kind = "not-found"
+
+
+class DeliveryError(GatewayError):
+    """A delivery attempt failed."""
+
+    kind = "delivery-error"
+
+
+class TransientDeliveryError(DeliveryError):
+    """The destination may accept the message later: retry with backoff."""
+
+    kind = "transient-delivery-error"
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The destination will never accept the message: dead-letter at once."""
+
+    kind = "permanent-delivery-error"
+
+
+class IdempotencyConflict(GatewayError):
+    """An Idempotency-Key the partner used before, now with different content."""
+
+    kind = "idempotency-conflict"

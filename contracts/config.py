@@ -1,0 +1,265 @@
+"""The gateway's configuration (``gateway.toml``), validated at start.
+
+Relative paths are relative to the configuration file's folder. Secrets never
+sit in the file in clear text: inbound tokens are given as SHA-256 hex digests
+(``token_sha256``) or as the name of an environment variable (``token_env``);
+outbound tokens only as ``token_env``.
+
+Example::
+
+    [node]
+    id = "kommune-a"
+    behoerdenkennung = "060:0815"
+
+    [storage]
+    journal = "sqlite:///data/journal.db"
+    blobs = "data/blobs"
+
+    [http]
+    port = 8080
+
+    [[partners]]
+    id = "kommune-b"
+    behoerdenkennung = "060:4711"
+    xdomea_versions = ["3.0.0", "3.1.0"]
+    token_env = "IKZ_TOKEN_FROM_KOMMUNE_B"
+
+    [destinations.kommune-b]
+    type = "http"
+    url = "http://127.0.0.1:8081/v1/messages"
+    token_env = "IKZ_TOKEN_TO_KOMMUNE_B"
+
+    [[routes]]
+    empfaenger = "060:4711"
+    destination = "kommune-b"
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_KENNUNG = re.compile(r"^[^:\s]+:[^:\s]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_kennung(value: str) -> str:
+    if not _KENNUNG.match(value):
+        raise ValueError(
+            f"{value!r} is not a Behördenkennung; write it as 'praefix:kennung', e.g. '060:0815'"
+        )
+    return value
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid name; use letters, digits, '-', '_' and '.'")
+    return value
+
+
+class NodeConfig(_Strict):
+    """This gateway: its id and the Behördenkennung it acts for."""
+
+    id: str
+    behoerdenkennung: str
+
+    _id = field_validator("id")(_check_name)
+    _kennung = field_validator("behoerdenkennung")(_check_kennung)
+
+
+class StorageConfig(_Strict):
+    """Where the journal and the blob store live."""
+
+    journal: str = "sqlite:///data/journal.db"
+    blobs: Path = Path("data/blobs")
+
+    @field_validator("journal")
+    @classmethod
+    def _journal_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError(
+                f"{value!r} is not a supported journal URL; use sqlite:///PATH or "
+                "postgresql://user@host/db"
+            )
+        return value
+
+
+class HttpConfig(_Strict):
+    """The HTTP API listener."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: Base URL partners use to reach this gateway (for status links); default from host/port.
+    public_url: str | None = None
+    max_body_bytes: int = Field(default=4 * 1024**3, gt=0)
+
+
+class PartnerConfig(_Strict):
+    """A partner that may send to this gateway."""
+
+    id: str
+    behoerdenkennung: str
+    xdomea_versions: tuple[str, ...] = ("2.3.0", "2.4.0", "3.0.0", "3.1.0")
+    token_sha256: str | None = None
+    token_env: str | None = None
+
+    _id = field_validator("id")(_check_name)
+    _kennung = field_validator("behoerdenkennung")(_check_kennung)
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is not None and not _SHA256.match(value):
+            raise ValueError(
+                "token_sha256 must be the 64-character lower-case hex SHA-256 of the token, "
+                "e.g. from: printf %s TOKEN | sha256sum"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> PartnerConfig:
+        if (self.token_sha256 is None) == (self.token_env is None):
+            raise ValueError("give exactly one of token_sha256 or token_env")
+        return self
+
+
+class RetryConfig(_Strict):
+    """How a destination retries: capped exponential backoff with full jitter."""
+
+    max_attempts: int = Field(default=12, ge=1)
+    max_age_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    initial_backoff_seconds: float = Field(default=1.0, gt=0)
+    max_backoff_seconds: float = Field(default=600.0, gt=0)
+    timeout_seconds: float = Field(default=300.0, gt=0)
+    concurrency: int = Field(default=4, ge=1)
+
+
+class FilesystemDestination(RetryConfig):
+    """A transfer directory (DMS or archive drop folder): temp file, fsync, atomic rename."""
+
+    type: Literal["filesystem"]
+    directory: Path
+    naming: Literal["long", "numbered", "short"] = "long"
+
+
+class HttpDestination(RetryConfig):
+    """A peer gateway's ``POST /v1/messages``."""
+
+    type: Literal["http"]
+    url: str
+    token_env: str
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+
+DestinationConfig = Annotated[FilesystemDestination | HttpDestination, Field(discriminator="type")]
+
+
+class RouteConfig(_Strict):
+    """Send messages for an Empfänger (and optionally of some Nachrichtentypen) somewhere."""
+
+    empfaenger: str
+    destination: str
+    nachrichtentyp: tuple[str, ...] = ()
+
+    _kennung = field_validator("empfaenger")(_check_kennung)
+
+    @field_validator("nachrichtentyp")
+    @classmethod
+    def _codes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for code in value:
+            if not re.fullmatch(r"\d{4}", code):
+                raise ValueError(f"{code!r} is not a Nachrichtentyp code like '0401'")
+        return value
+
+    def matches(self, code: str, empfaenger: str) -> bool:
+        """Whether a message of ``code`` to ``empfaenger`` takes this route."""
+        return self.empfaenger == empfaenger and (
+            not self.nachrichtentyp or code in self.nachrichtentyp
+        )
+
+
+class DropFolderConfig(_Strict):
+    """A watched inbound directory; files are attributed to one partner."""
+
+    directory: Path
+    partner: str
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+    #: A file must keep its size this long before it is read (still being written otherwise).
+    settle_seconds: float = Field(default=1.0, ge=0)
+
+
+class WorkerConfig(_Strict):
+    """Delivery workers of this process."""
+
+    concurrency: int = Field(default=8, ge=1)
+    lease_seconds: float = Field(default=60.0, gt=1)
+    poll_interval_seconds: float = Field(default=0.5, gt=0)
+
+
+class GatewayConfig(_Strict):
+    """The whole configuration file."""
+
+    node: NodeConfig
+    storage: StorageConfig = StorageConfig()
+    http: HttpConfig = HttpConfig()
+    worker: WorkerConfig = WorkerConfig()
+    partners: tuple[PartnerConfig, ...] = ()
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+    routes: tuple[RouteConfig, ...] = ()
+    dropfolders: tuple[DropFolderConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _references(self) -> GatewayConfig:
+        ids = [p.id for p in self.partners]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"partner ids must be unique; repeated: {', '.join(duplicates)}")
+        for name in self.destinations:
+            _check_name(name)
+        for index, route in enumerate(self.routes):
+            if route.destination not in self.destinations:
+                known = ", ".join(sorted(self.destinations)) or "none configured"
+                raise ValueError(
+                    f"routes[{index}] names destination {route.destination!r}, which is not "
+                    f"configured (destinations: {known})"
+                )
+        for index, folder in enumerate(self.dropfolders):
+            if folder.partner not in ids:
+                raise ValueError(
+                    f"dropfolders[{index}] attributes files to partner {folder.partner!r}, "
+                    f"which is not configured (partners: {', '.join(ids) or 'none'})"
+                )
+        return self
+
+    def partner(self, partner_id: str) -> PartnerConfig:
+        """The partner of that id.
+
+        Raises:
+            KeyError: no such partner.
+        """
+        for partner in self.partners:
+            if partner.id == partner_id:
+                return partner
+        raise KeyError(partner_id)
+
+    def routes_for(self, code: str, empfaenger: str) -> list[str]:
+        """Destination names for a message, in configuration order, without repeats."""
+        names: list[str] = []
+        for route in self.routes:
+            if route.matches(code, empfaenger) and route.destination not in names:
+                names.append(route.destination)
+        return names

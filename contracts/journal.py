@@ -1,0 +1,136 @@
+"""What the journal records and returns: messages, deliveries, claims, views.
+
+States are enums; every change of a delivery's state is a guarded update in the
+store (``WHERE state IN (…)``) and leaves an event row.
+
+Delivery states::
+
+    pending ──claim──► claimed ──ok──────────► delivered
+       ▲                 │  ├──transient──► pending (next_attempt_at = backoff)
+       │                 │  └──permanent / budget spent──► dead
+       └──lease expired──┘
+    dead ──replay──► pending
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DeliveryState(StrEnum):
+    """Where one message stands towards one destination."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+class MessageState(StrEnum):
+    """A message's state, derived from its deliveries."""
+
+    ACCEPTED = "accepted"  # no delivery finished yet
+    DELIVERED = "delivered"  # every delivery delivered
+    DEAD = "dead"  # at least one delivery dead-lettered
+
+
+class NewMessage(_Frozen):
+    """A message as intake hands it to the journal, after it is durable in the blob store."""
+
+    partner_id: str
+    channel: str
+    idempotency_key: str | None
+    blob_sha256: str
+    size: int
+    content_kind: str
+    file_name: str | None
+    prozess_id: str
+    nachrichtentyp: str
+    message_element: str
+    xdomea_version: str
+    absender: str
+    empfaenger: str
+
+    @property
+    def dedup_key(self) -> str:
+        """Same ProzessID, Nachrichtentyp, Absender and identical bytes: the same message."""
+        import hashlib
+
+        parts = (self.prozess_id.lower(), self.nachrichtentyp, self.absender, self.blob_sha256)
+        return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+class Accepted(_Frozen):
+    """The journal's answer to ``accept``."""
+
+    message_id: str
+    duplicate: bool
+
+
+class Claim(_Frozen):
+    """A delivery a worker holds a lease on, with what it needs to deliver."""
+
+    delivery_id: int
+    message_id: str
+    destination: str
+    attempt: int
+    lease_until: datetime
+    window_started_at: datetime
+    received_at: datetime
+    blob_sha256: str
+    content_kind: str
+    file_name: str | None
+    prozess_id: str
+    nachrichtentyp: str
+    message_element: str
+    partner_id: str
+
+
+class AttemptView(_Frozen):
+    """One delivery attempt."""
+
+    number: int
+    worker: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    error: str | None
+
+
+class DeliveryView(_Frozen):
+    """A delivery with its attempts."""
+
+    destination: str
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    finished_at: datetime | None
+    history: tuple[AttemptView, ...] = ()
+
+
+class MessageView(_Frozen):
+    """A message as the API and CLI show it."""
+
+    id: str
+    state: MessageState
+    received_at: datetime
+    partner_id: str
+    channel: str
+    prozess_id: str
+    nachrichtentyp: str
+    message_element: str
+    xdomea_version: str
+    absender: str
+    empfaenger: str
+    blob_sha256: str
+    size: int
+    file_name: str | None
+    deliveries: tuple[DeliveryView, ...] = ()

@@ -1,0 +1,140 @@
+"""Content-addressed blob store on the filesystem.
+
+A blob is written to ``<root>/tmp/`` while its SHA-256 is computed, fsync'd, and
+only then renamed to ``<root>/sha256/ab/cd/<digest>`` (and the folder fsync'd).
+So a blob under its address is always complete, and identical content is stored
+once. Intake stages a blob, checks it, then commits it; a rejected upload is
+discarded and leaves nothing behind.
+
+File I/O is blocking; the async API hands it to a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.errors import GatewayError
+
+_BUFFER = 1024 * 1024
+
+
+class BlobTooLarge(GatewayError):
+    """The content exceeds the configured size limit."""
+
+    kind = "too-large"
+
+
+@dataclass(frozen=True)
+class StagedBlob:
+    """Content written and fsync'd under a temporary name, not yet addressable."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+class BlobStore:
+    """Blobs under one root folder, addressed by SHA-256."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._tmp = root / "tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        (root / "sha256").mkdir(exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        """Where the blob with this digest lives (whether or not it exists)."""
+        return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        """Whether a committed blob with this digest exists."""
+        return self.path(sha256).is_file()
+
+    async def stage(self, chunks: AsyncIterator[bytes], *, max_bytes: int) -> StagedBlob:
+        """Write a stream to a temporary file, hashing it; fsync before returning.
+
+        Raises:
+            BlobTooLarge: more than ``max_bytes`` arrived (nothing is left behind).
+        """
+        path = self._tmp / f"{uuid.uuid4().hex}.part"
+        digest = hashlib.sha256()
+        size = 0
+        handle = await asyncio.to_thread(path.open, "wb")
+        try:
+            buffer = bytearray()
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise BlobTooLarge(f"content exceeds the limit of {max_bytes} bytes")
+                digest.update(chunk)
+                buffer += chunk
+                if len(buffer) >= _BUFFER:
+                    await asyncio.to_thread(handle.write, bytes(buffer))
+                    buffer.clear()
+            if buffer:
+                await asyncio.to_thread(handle.write, bytes(buffer))
+            await asyncio.to_thread(_flush_and_sync, handle)
+        except BaseException:
+            handle.close()
+            path.unlink(missing_ok=True)
+            raise
+        handle.close()
+        return StagedBlob(path=path, sha256=digest.hexdigest(), size=size)
+
+    async def stage_file(self, source: Path, *, max_bytes: int) -> StagedBlob:
+        """Stage a local file (drop folder intake) by streaming it."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            handle = await asyncio.to_thread(source.open, "rb")
+            try:
+                while chunk := await asyncio.to_thread(handle.read, _BUFFER):
+                    yield chunk
+            finally:
+                handle.close()
+
+        return await self.stage(chunks(), max_bytes=max_bytes)
+
+    async def commit(self, staged: StagedBlob) -> Path:
+        """Move a staged blob to its address, durably; identical content is kept once."""
+        return await asyncio.to_thread(self._commit, staged)
+
+    def _commit(self, staged: StagedBlob) -> Path:
+        target = self.path(staged.sha256)
+        if target.is_file():
+            staged.path.unlink(missing_ok=True)
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged.path, target)
+        _fsync_dir(target.parent)
+        return target
+
+    def discard(self, staged: StagedBlob) -> None:
+        """Remove a staged blob that will not be committed."""
+        staged.path.unlink(missing_ok=True)
+
+    def clean_staging(self) -> int:
+        """Remove leftovers of uploads interrupted by a crash; returns how many."""
+        removed = 0
+        for leftover in self._tmp.glob("*.part"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+
+def _flush_and_sync(handle: object) -> None:
+    handle.flush()  # type: ignore[attr-defined]
+    os.fsync(handle.fileno())  # type: ignore[attr-defined]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
