@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
+from gateway.journal.store import Journal
 from schemas.loader import reset_default_loader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,3 +59,82 @@ def shared_samples() -> Path:
 def pdf_bytes() -> bytes:
     """A real PDF/A file to use as a primary document."""
     return (SHARED_SAMPLES / "pdfa" / "test_pdf_a1-b.pdf").read_bytes()
+
+
+# --------------------------------------------------------------------------- journals
+
+#: Where the PostgreSQL tests create (and drop) their databases; trust auth on loopback.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "IKZ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+_TEMPLATE = f"ikz_test_template_{uuid.uuid4().hex[:8]}"
+
+
+def _admin() -> psycopg.Connection[tuple[object, ...]]:
+    try:
+        return psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:  # pragma: no cover - CI has the server
+        pytest.fail(
+            f"PostgreSQL is required for the journal tests and is not reachable at "
+            f"{POSTGRES_ADMIN_URL} ({exc}); start it or set IKZ_TEST_POSTGRES_URL",
+            pytrace=False,
+        )
+
+
+def _database_url(name: str) -> str:
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated template database for this test run, dropped at the end."""
+    with _admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(_TEMPLATE)))
+    journal = Journal.from_url(_database_url(_TEMPLATE))
+
+    async def upgrade() -> None:
+        await journal.upgrade()
+        await journal.close()
+
+    asyncio.run(upgrade())
+    yield _TEMPLATE
+    with _admin() as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(_TEMPLATE))
+        )
+
+
+@pytest.fixture
+def postgres_url(postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test (cloned from the template)."""
+    name = f"ikz_test_{uuid.uuid4().hex[:12]}"
+    with _admin() as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(postgres_template)
+            )
+        )
+    yield _database_url(name)
+    with _admin() as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty journal on each backend; no backend may skip a contract test."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'journal.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def journal(journal_url: str) -> AsyncIterator[Journal]:
+    """A migrated journal on each backend."""
+    store = Journal.from_url(journal_url)
+    await store.upgrade()
+    yield store
+    await store.close()

@@ -1,0 +1,228 @@
+"""The journal's contract, run against every backend (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from contracts.journal import Claim, DeliveryState, MessageState, NewMessage
+from gateway.errors import IdempotencyConflict, JournalUnavailable, LeaseLost, NotFound
+from gateway.journal.store import Journal, utcnow
+
+LEASE = timedelta(seconds=30)
+
+
+def new_message(**changes: object) -> NewMessage:
+    """A journal record as intake would hand it over."""
+    values: dict[str, object] = {
+        "partner_id": "kommune-a",
+        "channel": "http",
+        "idempotency_key": None,
+        "blob_sha256": "a" * 64,
+        "size": 1234,
+        "content_kind": "container",
+        "file_name": None,
+        "prozess_id": "0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9",
+        "nachrichtentyp": "0401",
+        "message_element": "Abgabe.Abgabe.0401",
+        "xdomea_version": "3.1.0",
+        "absender": "060:0815",
+        "empfaenger": "060:4711",
+    }
+    values.update(changes)
+    return NewMessage.model_validate(values)
+
+
+async def claim_one(journal: Journal, worker: str = "w1", *, lease: timedelta = LEASE) -> Claim:
+    """Claim exactly one due delivery."""
+    (claim,) = await journal.claim(worker, limit=1, lease=lease)
+    return claim
+
+
+async def test_accepted_message_has_one_pending_delivery_per_destination(journal: Journal) -> None:
+    """Accepting records the message and a pending delivery for each destination."""
+    accepted = await journal.accept(new_message(), ["dms", "archiv"])
+
+    view = await journal.get_message(accepted.message_id)
+
+    assert not accepted.duplicate
+    assert view.state is MessageState.ACCEPTED
+    assert sorted((d.destination, d.state) for d in view.deliveries) == [
+        ("archiv", DeliveryState.PENDING),
+        ("dms", DeliveryState.PENDING),
+    ]
+
+
+async def test_same_idempotency_key_returns_the_first_message(journal: Journal) -> None:
+    """A repeated Idempotency-Key from the same partner is the same message."""
+    first = await journal.accept(new_message(idempotency_key="k-1"), ["dms"])
+    again = await journal.accept(new_message(idempotency_key="k-1"), ["dms"])
+
+    assert again.message_id == first.message_id
+    assert again.duplicate
+    assert len(await journal.list_messages()) == 1
+
+
+async def test_same_idempotency_key_with_other_content_is_a_conflict(journal: Journal) -> None:
+    """Reusing a key for different bytes is refused, not silently deduplicated."""
+    await journal.accept(new_message(idempotency_key="k-1"), ["dms"])
+
+    with pytest.raises(IdempotencyConflict, match="k-1"):
+        await journal.accept(new_message(idempotency_key="k-1", blob_sha256="b" * 64), ["dms"])
+
+
+async def test_identical_resend_without_key_is_accepted_once(journal: Journal) -> None:
+    """Same ProzessID, Nachrichtentyp, Absender and bytes: accepted once, whatever the case of the id."""
+    first = await journal.accept(new_message(), ["dms"])
+    again = await journal.accept(new_message(prozess_id=new_message().prozess_id.lower()), ["dms"])
+
+    assert again == first.model_copy(update={"duplicate": True})
+
+
+async def test_changed_content_under_the_same_prozess_id_is_a_new_message(journal: Journal) -> None:
+    """A corrected resend (other bytes) is a new message."""
+    first = await journal.accept(new_message(), ["dms"])
+    second = await journal.accept(new_message(blob_sha256="c" * 64), ["dms"])
+
+    assert second.message_id != first.message_id
+
+
+async def test_concurrent_identical_accepts_record_one_message(journal: Journal) -> None:
+    """Racing twins end in one message; the loser gets the winner's id."""
+    results = await asyncio.gather(*(journal.accept(new_message(), ["dms"]) for _ in range(5)))
+
+    assert len({r.message_id for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+
+
+async def test_claim_leases_due_deliveries_once(journal: Journal) -> None:
+    """A claimed delivery is not handed to a second worker while its lease runs."""
+    await journal.accept(new_message(), ["dms"])
+
+    first = await journal.claim("w1", limit=10, lease=LEASE)
+    second = await journal.claim("w2", limit=10, lease=LEASE)
+
+    assert [c.attempt for c in first] == [1]
+    assert second == []
+
+
+async def test_claim_filters_by_destination(journal: Journal) -> None:
+    """A worker with no free slot for a destination does not get its deliveries."""
+    await journal.accept(new_message(), ["dms", "archiv"])
+
+    claims = await journal.claim("w1", limit=10, lease=LEASE, destinations=["archiv"])
+
+    assert [c.destination for c in claims] == ["archiv"]
+
+
+async def test_expired_lease_is_claimed_again_by_another_worker(journal: Journal) -> None:
+    """A crashed worker's delivery goes to another worker once its lease expires."""
+    await journal.accept(new_message(), ["dms"])
+    lost = await claim_one(journal, "crashed", lease=timedelta(milliseconds=1))
+    await asyncio.sleep(0.01)
+
+    taken = await claim_one(journal, "w2")
+
+    assert taken.delivery_id == lost.delivery_id
+    assert taken.attempt == 2
+    view = await journal.get_message(taken.message_id)
+    assert [a.outcome for a in view.deliveries[0].history] == ["lease_expired", None]
+
+
+async def test_outcome_of_a_lost_lease_is_refused(journal: Journal) -> None:
+    """The first worker cannot complete after another took the delivery over."""
+    await journal.accept(new_message(), ["dms"])
+    stale = await claim_one(journal, "slow", lease=timedelta(milliseconds=1))
+    await asyncio.sleep(0.01)
+    await claim_one(journal, "w2")
+
+    with pytest.raises(LeaseLost):
+        await journal.complete(stale, "slow")
+
+
+async def test_completed_delivery_makes_the_message_delivered(journal: Journal) -> None:
+    """Completing the only delivery marks the message delivered."""
+    accepted = await journal.accept(new_message(), ["dms"])
+    claim = await claim_one(journal)
+
+    await journal.complete(claim, "w1")
+
+    view = await journal.get_message(accepted.message_id)
+    assert view.state is MessageState.DELIVERED
+    assert view.deliveries[0].history[0].outcome == "delivered"
+
+
+async def test_retry_later_makes_the_delivery_due_at_the_given_time(journal: Journal) -> None:
+    """A transient failure returns the delivery to pending, not due before its time."""
+    await journal.accept(new_message(), ["dms"])
+    claim = await claim_one(journal)
+    later = utcnow() + timedelta(minutes=5)
+
+    await journal.retry_later(claim, "w1", later, "HTTP 503")
+
+    assert await journal.claim("w1", limit=10, lease=LEASE) == []
+    due = await journal.claim("w1", limit=10, lease=LEASE, now=later + timedelta(seconds=1))
+    assert [c.attempt for c in due] == [2]
+
+
+async def test_dead_letter_then_replay_gives_a_fresh_budget(journal: Journal) -> None:
+    """A dead-lettered message is listed as dead and can be replayed into the queue."""
+    accepted = await journal.accept(new_message(), ["dms"])
+    await journal.dead_letter(await claim_one(journal), "w1", "HTTP 400: bad")
+
+    dead = await journal.list_messages(state=MessageState.DEAD)
+    replayed = await journal.replay(accepted.message_id)
+    again = await claim_one(journal)
+
+    assert [m.id for m in dead] == [accepted.message_id]
+    assert dead[0].deliveries[0].last_error == "HTTP 400: bad"
+    assert replayed == 1
+    assert again.attempt == 1
+
+
+async def test_replay_of_unknown_message_is_not_found(journal: Journal) -> None:
+    """Replaying an id that does not exist names it."""
+    with pytest.raises(NotFound, match="no message nope"):
+        await journal.replay("nope")
+
+
+async def test_list_filters_by_state_and_partner(journal: Journal) -> None:
+    """Listing narrows by derived state and by sending partner."""
+    delivered = await journal.accept(new_message(blob_sha256="1" * 64), ["dms"])
+    await journal.complete(await claim_one(journal), "w1")
+    await journal.accept(new_message(blob_sha256="2" * 64, partner_id="kommune-c"), ["dms"])
+
+    assert [m.id for m in await journal.list_messages(state=MessageState.DELIVERED)] == [delivered.message_id]
+    assert [m.partner_id for m in await journal.list_messages(state=MessageState.ACCEPTED)] == ["kommune-c"]
+    assert [m.partner_id for m in await journal.list_messages(partner="kommune-c")] == ["kommune-c"]
+
+
+async def test_process_view_lists_every_message_of_a_prozess_id(journal: Journal) -> None:
+    """All messages of one ProzessID come back oldest first, matched case-insensitively."""
+    pid = new_message().prozess_id
+    first = await journal.accept(new_message(), ["dms"])
+    second = await journal.accept(new_message(nachrichtentyp="0403", blob_sha256="d" * 64), ["dms"])
+
+    process = await journal.process(pid.lower())
+
+    assert [m.id for m in process] == [first.message_id, second.message_id]
+
+
+async def test_unreachable_database_is_reported_unavailable() -> None:
+    """A journal whose server does not answer raises JournalUnavailable, not a driver error."""
+    journal = Journal.from_url("postgresql://nobody@127.0.0.1:1/none")
+
+    with pytest.raises(JournalUnavailable, match="journal database unavailable"):
+        await journal.accept(new_message(), ["dms"])
+    await journal.close()
+
+
+async def test_upgrade_is_idempotent(journal: Journal) -> None:
+    """Running the migrations again changes nothing."""
+    await journal.accept(new_message(), ["dms"])
+
+    await journal.upgrade()
+
+    assert len(await journal.list_messages()) == 1
