@@ -93,10 +93,14 @@ def semantic_findings(detected: xml.Detected) -> list[Finding]:
             )
         )
     seen: dict[str, int | None] = {}
-    for ident in detected.root.iterfind(_SGO_ID_PATH.format(ns=ns)):
+    # Every Identifikation/ID whose grandparent is a Schriftgutobjekt. Filtering by tag
+    # in iter() and comparing tag strings costs a fraction of an ElementPath search
+    # plus a QName per element, and this loop runs once per object of every message.
+    identifikation = f"{{{ns}}}Identifikation"
+    for ident in detected.root.iter(f"{{{ns}}}ID"):
         parent = ident.getparent()
-        owner = parent.getparent() if parent is not None else None
-        if owner is None or etree.QName(owner).localname not in reader.SGO_ARTEN or not ident.text:
+        owner = parent.getparent() if parent is not None and parent.tag == identifikation else None
+        if owner is None or _localname(owner.tag) not in reader.SGO_ARTEN or not ident.text:
             continue
         key = uuid_key(ident.text)
         if key in seen:
@@ -116,4 +120,6 @@ def semantic_findings(detected: xml.Detected) -> list[Finding]:
     return findings
 
 
-_SGO_ID_PATH = ".//{{{ns}}}Identifikation/{{{ns}}}ID"
+def _localname(tag: str) -> str:
+    """The local part of a Clark-notation tag (what ``etree.QName(...).localname`` gives)."""
+    return tag.rpartition("}")[2]
