@@ -30,6 +30,7 @@ Hierarchy::
     │   └── LeaseLost                   a worker's claim expired under it
     ├── NotFound                        no such message, delivery or process
     ├── IdempotencyConflict             an Idempotency-Key reused for other content
+    ├── IntakeRejected                  intake refused a submission (status, title, findings)
     └── DeliveryError                   a delivery attempt failed
         ├── TransientDeliveryError      retry with backoff
         └── PermanentDeliveryError      dead-letter at once
@@ -39,6 +40,12 @@ container is simply invalid, which ``validate`` reports with exit code 1.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from contracts.xdomea import Finding
 
 
 class GatewayError(Exception):
@@ -212,3 +219,32 @@ class IdempotencyConflict(GatewayError):
     """An Idempotency-Key the partner used before, now with different content."""
 
     kind = "idempotency-conflict"
+
+
+class IntakeRejected(GatewayError):
+    """A submission intake refuses: nothing is queued and the upload is removed.
+
+    It carries what an HTTP problem document needs, so every channel (HTTP, drop
+    folder, XTA) reports a refusal the same way: ``status`` (the HTTP status code),
+    ``kind`` (a short slug naming the reason, e.g. ``unroutable``), ``title`` (the
+    same for every refusal of that kind), the message as the specific detail, and
+    the validation ``findings`` with line and element path.
+    """
+
+    kind = "intake-rejected"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        kind: str,
+        title: str,
+        findings: Sequence[Finding] = (),
+        where: str | None = None,
+    ) -> None:
+        super().__init__(message, where=where)
+        self.status = status
+        self.kind = kind
+        self.title = title
+        self.findings = tuple(findings)

@@ -1,0 +1,377 @@
+"""The HTTP API (aiohttp): partners hand in messages and ask where they stand.
+
+``create_api(config, journal, blobs)`` builds the application; tests call it
+directly, ``gateway.app`` serves it. The journal and blob store belong to the
+caller, which opens and closes them (the API only borrows them). Endpoints (see
+``docs/openapi.yaml``)::
+
+    POST /v1/messages                  hand in a container or bare XML  → 202 / 200 duplicate
+    GET  /v1/messages?state=&partner=  list messages, newest first
+    GET  /v1/messages/{id}             one message: deliveries, attempts, last error
+    POST /v1/messages/{id}/retry       replay its dead-lettered deliveries → 202
+    GET  /v1/processes/{prozess_id}    every message of one ProzessID
+    GET  /v1/health                    200 while the journal answers (no token needed)
+
+Every endpoint but health needs ``Authorization: Bearer <token>`` of a configured
+partner. Every error is an RFC 9457 problem document (``application/problem+json``);
+unexpected exceptions become a generic 500 and are logged, never shown.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping, Sequence
+
+import structlog
+from aiohttp import ClientPayloadError, hdrs, web
+from aiohttp.multipart import content_disposition_filename, parse_content_disposition
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel, ValidationError
+
+from adapters.xdomea.container import ContainerLimits
+from contracts.api import (
+    Health,
+    MessageList,
+    MessageQuery,
+    Problem,
+    ProcessResponse,
+    RetryResponse,
+    SubmitResponse,
+)
+from contracts.config import GatewayConfig, PartnerConfig
+from contracts.xdomea import Finding
+from gateway.blobs import BlobStore
+from gateway.config import partner_for_token
+from gateway.errors import IdempotencyConflict, IntakeRejected, JournalUnavailable, NotFound
+from gateway.intake import Intake, Submission
+from gateway.journal.store import Journal
+
+log = structlog.get_logger(__name__)
+
+CONFIG = web.AppKey("config", GatewayConfig)
+JOURNAL = web.AppKey("journal", Journal)
+INTAKE = web.AppKey("intake", Intake)
+#: The partner the request's bearer token belongs to (set for every non-public route).
+PARTNER = web.RequestKey("partner", PartnerConfig)
+
+#: Media types ``POST /v1/messages`` takes; the content itself decides ZIP or XML.
+MEDIA_TYPES = frozenset({"application/zip", "application/xml", "text/xml"})
+PROBLEM_JSON = "application/problem+json"
+#: How long a client should wait before retrying while the journal is unreachable.
+RETRY_AFTER_SECONDS = 10
+#: Routes anyone may call: load balancers probe health without a token.
+PUBLIC_ROUTES = frozenset({"health"})
+
+_CHUNK = 256 * 1024
+_REALM = 'Bearer realm="ikz-gateway"'
+
+
+class ApiProblem(Exception):
+    """A problem a handler or middleware raises; ``problems`` renders it as problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str,
+        *,
+        findings: Sequence[Finding] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.title = title
+        self.detail = detail
+        self.findings = tuple(findings)
+        self.headers = dict(headers or {})
+
+    def response(self, request: web.Request) -> web.Response:
+        """The problem document for ``request``."""
+        document = Problem(
+            type=Problem.type_for(self.kind),
+            title=self.title,
+            status=self.status,
+            detail=self.detail,
+            instance=request.path,
+            findings=self.findings or None,
+        )
+        return web.json_response(
+            text=document.model_dump_json(exclude={"findings"} if not self.findings else None),
+            status=self.status,
+            headers=self.headers,
+            content_type=PROBLEM_JSON,
+        )
+
+
+def create_api(
+    config: GatewayConfig,
+    journal: Journal,
+    blobs: BlobStore,
+    *,
+    limits: ContainerLimits | None = None,
+    intake: Intake | None = None,
+) -> web.Application:
+    """The API application over an open journal and blob store (which the caller owns).
+
+    Args:
+        config: the gateway configuration (partners, routes, ``[http]`` limits).
+        journal: an upgraded journal.
+        blobs: the blob store intake writes to.
+        limits: container limits for intake checks; the defaults otherwise.
+        intake: the intake to use, when the process shares one (drop folders, worker
+            notification); by default one over ``journal`` and ``blobs`` with ``limits``.
+    """
+    app = web.Application(middlewares=[problems, authenticate])
+    app[CONFIG] = config
+    app[JOURNAL] = journal
+    app[INTAKE] = intake or Intake(config, journal, blobs, limits=limits)
+    messages = app.router.add_resource("/v1/messages", name="messages")
+    messages.add_route("POST", submit_message)
+    messages.add_route("GET", list_messages)
+    app.router.add_get("/v1/messages/{id}", get_message, name="message")
+    app.router.add_post("/v1/messages/{id}/retry", retry_message, name="retry")
+    app.router.add_get("/v1/processes/{prozess_id}", get_process, name="process")
+    app.router.add_get("/v1/health", health, name="health")
+    return app
+
+
+# ---------------------------------------------------------------------- middlewares
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every error as problem+json; unexpected exceptions as a generic 500."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        if isinstance(exc, web.HTTPException) and exc.status < 400:
+            raise  # redirects are not errors
+        problem = _as_problem(exc, request)
+    log.info(
+        "request_refused",
+        status=problem.status,
+        reason=problem.kind,
+        method=request.method,
+        path=request.path,
+    )
+    return problem.response(request)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require a partner's bearer token on every route but the public ones."""
+    match = request.match_info
+    if match.http_exception is not None or match.route.name in PUBLIC_ROUTES:
+        return await handler(request)  # unknown paths answer 404/405, not 401
+    partner = _partner(request)
+    request[PARTNER] = partner
+    with structlog.contextvars.bound_contextvars(partner=partner.id):
+        return await handler(request)
+
+
+def _partner(request: web.Request) -> PartnerConfig:
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is None:
+        raise ApiProblem(
+            401,
+            "unauthorized",
+            "Authentication required",
+            "send the token this gateway's operator gave you as 'Authorization: Bearer <token>'",
+            headers={hdrs.WWW_AUTHENTICATE: _REALM},
+        )
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    partner = (
+        partner_for_token(request.app[CONFIG], token)
+        if scheme.lower() == "bearer" and token
+        else None
+    )
+    if partner is None:
+        raise ApiProblem(
+            401,
+            "unauthorized",
+            "Authentication required",
+            "the Authorization header does not carry a valid bearer token of a partner of "
+            "this gateway; check the token, or ask the operator for one",
+            headers={hdrs.WWW_AUTHENTICATE: f'{_REALM}, error="invalid_token"'},
+        )
+    return partner
+
+
+def _as_problem(exc: Exception, request: web.Request) -> ApiProblem:
+    """The problem an exception stands for."""
+    if isinstance(exc, ApiProblem):
+        return exc
+    if isinstance(exc, IntakeRejected):
+        return ApiProblem(exc.status, exc.kind, exc.title, exc.message, findings=exc.findings)
+    if isinstance(exc, NotFound):
+        return ApiProblem(404, exc.kind, "Not found", exc.message)
+    if isinstance(exc, IdempotencyConflict):
+        return ApiProblem(422, exc.kind, "Idempotency-Key reused for different content", str(exc))
+    if isinstance(exc, JournalUnavailable):
+        log.warning("journal_unavailable", error=exc.message)
+        return ApiProblem(
+            503,
+            exc.kind,
+            "Journal unavailable",
+            "the gateway cannot reach its journal right now; nothing was accepted. "
+            f"Try again in {RETRY_AFTER_SECONDS} seconds",
+            headers={hdrs.RETRY_AFTER: str(RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(exc, web.HTTPException):
+        return _routing_problem(exc, request)
+    log.exception("request_failed", method=request.method, path=request.path)
+    return ApiProblem(
+        500,
+        "internal-error",
+        "Internal error",
+        "the gateway failed to handle this request; the operator finds the cause in its log",
+    )
+
+
+def _routing_problem(exc: web.HTTPException, request: web.Request) -> ApiProblem:
+    """aiohttp's own errors (no such path, method not allowed) as problems."""
+    headers = {k: v for k, v in exc.headers.items() if k != hdrs.CONTENT_TYPE}
+    if exc.status == 404:
+        detail = f"there is no endpoint {request.path}; docs/openapi.yaml lists them"
+        return ApiProblem(404, "not-found", "Not found", detail, headers=headers)
+    if exc.status == 405:
+        allowed = exc.headers.get(hdrs.ALLOW, "")
+        detail = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+        return ApiProblem(405, "method-not-allowed", exc.reason, detail, headers=headers)
+    return ApiProblem(exc.status, f"http-{exc.status}", exc.reason, exc.reason, headers=headers)
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+async def submit_message(request: web.Request) -> web.Response:
+    """``POST /v1/messages``: stream the body into intake; answer after the journal commit.
+
+    A message accepted before (same Idempotency-Key, or same ProzessID, Nachrichtentyp,
+    Absender and bytes) answers 200 with its existing id and ``duplicate: true``, so a
+    client that lost the first answer can tell "already there" from "new".
+    """
+    limit = request.app[CONFIG].http.max_body_bytes
+    if request.content_type not in MEDIA_TYPES:
+        raise ApiProblem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            f"Content-Type {request.content_type} is not accepted; send a container as "
+            "application/zip or a bare message as application/xml",
+            headers={"Accept-Post": ", ".join(sorted(MEDIA_TYPES))},
+        )
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiProblem(
+            413,
+            "too-large",
+            "Content too large",
+            f"Content-Length {request.content_length} exceeds this gateway's limit of "
+            f"{limit} bytes; send a smaller container or ask the operator to raise the limit",
+        )
+    submission = Submission(
+        partner=request[PARTNER],
+        channel="http",
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        file_name=_file_name(request),
+    )
+    try:
+        accepted = await request.app[INTAKE].submit(
+            request.content.iter_chunked(_CHUNK), submission, max_bytes=limit
+        )
+    except (ClientPayloadError, ConnectionResetError) as exc:
+        raise ApiProblem(
+            400,
+            "incomplete-upload",
+            "Incomplete upload",
+            "the request body ended before it was complete; nothing was accepted, send it again",
+        ) from exc
+    status_url = _message_url(request, accepted.message_id)
+    answer = SubmitResponse(
+        id=accepted.message_id, status_url=status_url, duplicate=accepted.duplicate
+    )
+    return _json(answer, status=200 if accepted.duplicate else 202, location=status_url)
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    """``GET /v1/messages``: newest first, filtered by state and sending partner."""
+    try:
+        query = MessageQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        problems_ = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ApiProblem(400, "invalid-query", "Invalid query", problems_) from exc
+    views = await request.app[JOURNAL].list_messages(
+        state=query.state, partner=query.partner, limit=query.limit, offset=query.offset
+    )
+    return _json(MessageList(messages=tuple(views), limit=query.limit, offset=query.offset))
+
+
+async def get_message(request: web.Request) -> web.Response:
+    """``GET /v1/messages/{id}``: state, deliveries with their attempts, last error."""
+    view = await request.app[JOURNAL].get_message(request.match_info["id"])
+    return _json(view)
+
+
+async def retry_message(request: web.Request) -> web.Response:
+    """``POST /v1/messages/{id}/retry``: put dead-lettered deliveries back in the queue."""
+    message_id = request.match_info["id"]
+    replayed = await request.app[JOURNAL].replay(message_id)
+    status_url = _message_url(request, message_id)
+    if replayed == 0:
+        raise ApiProblem(
+            409,
+            "nothing-to-retry",
+            "Nothing to retry",
+            f"message {message_id} has no dead-lettered delivery; {status_url} shows its state",
+        )
+    log.info("message_replayed", message_id=message_id, deliveries=replayed)
+    answer = RetryResponse(id=message_id, replayed=replayed, status_url=status_url)
+    return _json(answer, status=202, location=status_url)
+
+
+async def get_process(request: web.Request) -> web.Response:
+    """``GET /v1/processes/{prozess_id}``: every message of one ProzessID, oldest first."""
+    prozess_id = request.match_info["prozess_id"]
+    views = await request.app[JOURNAL].process(prozess_id)
+    if not views:
+        raise ApiProblem(404, "not-found", "Not found", f"no message with ProzessID {prozess_id}")
+    return _json(ProcessResponse(prozess_id=prozess_id, messages=tuple(views)))
+
+
+async def health(request: web.Request) -> web.Response:
+    """``GET /v1/health``: 200 while the journal answers, 503 (problem) otherwise."""
+    await request.app[JOURNAL].counts()
+    return _json(Health())
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _json(body: BaseModel, *, status: int = 200, location: str | None = None) -> web.Response:
+    headers = {hdrs.LOCATION: location} if location else None
+    return web.json_response(text=body.model_dump_json(), status=status, headers=headers)
+
+
+def _message_url(request: web.Request, message_id: str) -> str:
+    """Absolute URL of a message: under ``[http] public_url`` if set, else as requested."""
+    path = str(request.app.router["message"].url_for(id=message_id))
+    base = request.app[CONFIG].http.public_url
+    return (base.rstrip("/") if base else str(request.url.origin())) + path
+
+
+def _file_name(request: web.Request) -> str | None:
+    """The original file name: ``X-File-Name`` (percent-encoded UTF-8) or Content-Disposition."""
+    name = request.headers.get("X-File-Name")
+    if name is not None:
+        return urllib.parse.unquote(name)
+    disposition = request.headers.get(hdrs.CONTENT_DISPOSITION)
+    if disposition is None:
+        return None
+    _, params = parse_content_disposition(disposition)
+    return content_disposition_filename(params, "filename")
