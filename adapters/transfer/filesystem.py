@@ -1,0 +1,198 @@
+"""Filesystem transfer directory: the drop folder a DMS or archive imports from.
+
+A message is copied from the blob store to a hidden temporary file in the target
+directory (``.<name>.<random>.part``) while its SHA-256 is checked, fsync'd, and
+only then published under its xdomea file name (``<ProzessID>_Abgabe.Abgabe.0401.zip``
+in the configured naming style; a bare message gets ``.xml``), and the directory is
+fsync'd. An importer therefore never sees a half-written file under an xdomea name.
+
+Publishing never replaces a different file: importers take files away when they
+have read them, and a second, different message with the same ProzessID and type
+must not overwrite the first before it was imported. So the temporary file is
+hard-linked to its name (atomic, fails if the name exists); a file already there
+with identical content means this message was delivered before (a redelivery after
+a crash) and counts as delivered; different content waits for the importer
+(transient). Filesystems without hard links (some SMB and FUSE mounts) fall back to
+an existence check and an atomic rename.
+
+Error mapping:
+
+* missing, unwritable or full target directory → ``TransientDeliveryError``;
+* the blob's bytes do not match its SHA-256, or the blob is gone →
+  ``PermanentDeliveryError`` (the gateway's own copy is damaged; retrying cannot help).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import io
+import os
+import secrets
+import threading
+from pathlib import Path
+
+from adapters.xdomea import naming
+from contracts.config import FilesystemDestination
+from contracts.delivery import Outbound
+from contracts.xdomea import MessageType
+from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+
+_CHUNK = 1024 * 1024
+
+#: errno values meaning "this filesystem cannot hard-link", not "something is wrong".
+_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK})
+
+
+class FilesystemTransfer:
+    """Delivers messages into one transfer directory.
+
+    A missing or unwritable directory is transient, not permanent: it is almost
+    always an operations problem (a share not mounted, permissions after a
+    migration) that an operator fixes, after which the queued messages should go
+    through without anyone replaying them. The directory is never created, because a
+    missing mount point would then silently fill the local disk underneath it. The
+    retry budget (``max_attempts``, ``max_age_seconds``) still ends a lasting
+    misconfiguration in the dead-letter queue.
+    """
+
+    def __init__(self, name: str, config: FilesystemDestination) -> None:
+        self.name = name
+        self.directory = config.directory
+        self.style = naming.NamingStyle(config.naming)
+
+    def target_name(self, item: Outbound) -> str:
+        """The xdomea file name ``item`` is published under.
+
+        Raises:
+            PermanentDeliveryError: the ProzessID would not make a plain file name.
+        """
+        typ = MessageType(element=item.message_element, code=item.nachrichtentyp)
+        if item.content_kind == "container":
+            name = naming.container_name(item.prozess_id, typ, self.style)
+        else:
+            name = naming.message_name(item.prozess_id, typ, self.style)
+        # The ProzessID comes from the sender's message; never let it pick another folder.
+        if name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
+            raise PermanentDeliveryError(
+                f"ProzessID {item.prozess_id!r} does not make a safe file name ({name!r})"
+            )
+        return name
+
+    async def deliver(self, item: Outbound) -> None:
+        """Copy ``item`` into the transfer directory under its xdomea name.
+
+        Raises:
+            TransientDeliveryError: the directory is missing, unwritable or full, or
+                holds a different file of that name not yet imported.
+            PermanentDeliveryError: the blob is missing or does not match its SHA-256.
+        """
+        target = self.directory / self.target_name(item)
+        # The copy runs in a thread, which cannot be interrupted; it checks this
+        # flag between chunks so a cancelled delivery stops and cleans up.
+        cancelled = threading.Event()
+        try:
+            await asyncio.to_thread(_transfer, item, target, cancelled)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class _Cancelled(Exception):
+    """The delivery was cancelled while the copy thread ran."""
+
+
+def _transfer(item: Outbound, target: Path, cancelled: threading.Event) -> None:
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        try:
+            _copy_verified(item, temp, cancelled)
+            _publish(temp, target, item)
+        finally:
+            temp.unlink(missing_ok=True)
+    except _Cancelled:
+        return
+    except OSError as exc:
+        raise TransientDeliveryError(
+            f"cannot write to transfer directory {target.parent}: "
+            f"{exc.strerror or exc}; check that it exists, is mounted and writable"
+        ) from exc
+
+
+def _copy_verified(item: Outbound, temp: Path, cancelled: threading.Event) -> None:
+    try:
+        source = item.blob_path.open("rb")
+    except FileNotFoundError as exc:
+        raise PermanentDeliveryError(
+            f"blob {item.blob_sha256} is missing from the blob store; restore it and "
+            "replay the message"
+        ) from exc
+    with source, _create_exclusive(temp) as sink:
+        digest = hashlib.sha256()
+        size = 0
+        while chunk := source.read(_CHUNK):
+            if cancelled.is_set():
+                raise _Cancelled
+            digest.update(chunk)
+            size += len(chunk)
+            sink.write(chunk)
+        if digest.hexdigest() != item.blob_sha256 or size != item.size:
+            raise PermanentDeliveryError(
+                f"blob {item.blob_sha256} is corrupted (read {size} bytes with SHA-256 "
+                f"{digest.hexdigest()}); restore it from backup and replay the message"
+            )
+        sink.flush()
+        os.fsync(sink.fileno())
+    if cancelled.is_set():
+        raise _Cancelled
+
+
+def _create_exclusive(path: Path) -> io.FileIO:
+    # O_EXCL: two workers delivering the same message never share a temporary file.
+    return io.FileIO(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb")
+
+
+def _publish(temp: Path, target: Path, item: Outbound) -> None:
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        _require_same(target, item)
+        return
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        if target.exists():
+            _require_same(target, item)
+            return
+        os.replace(temp, target)
+    _fsync_dir(target.parent)
+
+
+def _require_same(target: Path, item: Outbound) -> None:
+    """Accept an existing file only if it is this very message (a redelivery)."""
+    if target.stat().st_size == item.size and _sha256(target) == item.blob_sha256:
+        return
+    raise TransientDeliveryError(
+        f"{target} already holds a different message that has not been imported yet; "
+        "delivery waits until the importer has taken it"
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

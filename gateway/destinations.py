@@ -1,0 +1,25 @@
+"""Destination adapters for the configured destinations, one per ``[destinations.NAME]``."""
+
+from __future__ import annotations
+
+from adapters.peer.http import PeerGateway
+from adapters.transfer.filesystem import FilesystemTransfer
+from contracts.config import FilesystemDestination, GatewayConfig, HttpDestination
+from contracts.delivery import Destination
+
+
+def build_destinations(config: GatewayConfig) -> dict[str, Destination]:
+    """One adapter per configured destination, keyed by its name.
+
+    Building opens nothing: connections are made on first use and released by
+    each adapter's ``close()``.
+    """
+    built: dict[str, Destination] = {}
+    for name, destination in config.destinations.items():
+        if isinstance(destination, FilesystemDestination):
+            built[name] = FilesystemTransfer(name, destination)
+        elif isinstance(destination, HttpDestination):
+            built[name] = PeerGateway(name, destination)
+        else:  # pragma: no cover - the config's discriminated union has no other types
+            raise TypeError(f"no adapter for destination type {type(destination).__name__}")
+    return built

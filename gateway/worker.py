@@ -1,0 +1,481 @@
+"""Delivery workers: claim due deliveries from the journal, deliver them, record the outcome.
+
+One ``Worker`` per process runs many deliveries concurrently as asyncio tasks,
+bounded overall (``[worker] concurrency``) and per destination (the destination's
+``concurrency``). It claims work one destination at a time and only up to that
+destination's free slots, so a destination that is slow or down holds at most its
+own slots (a shared claim could fill every slot with one destination's messages).
+Which destination claims first rotates each round. The others are fully isolated
+while the per-destination limits of the slow ones add up to less than the overall
+limit; beyond that, slow destinations can together occupy every slot until their
+timeouts end the attempts.
+
+For each claim::
+
+    attempt > max_attempts (earlier attempts never reported back) → dead_letter "exhausted"
+    Outbound (blob path, size) ──► destination.deliver   under asyncio.timeout
+         │                              │ heartbeat: renew the lease every lease/3;
+         │                              │ lease lost → cancel, outcome discarded
+         ▼                              ▼
+    ok → complete · permanent → dead_letter · transient, timeout, other error →
+    RetryPolicy: retry_later(at) or dead_letter(outcome="exhausted")
+
+Nothing here is lost by a crash: an unfinished claim's lease expires and the
+next claimer (any worker, any process) delivers again; destinations are
+idempotent on the message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from contracts.config import DestinationConfig, GatewayConfig
+from contracts.delivery import Destination, Outbound
+from contracts.journal import Claim
+from gateway.blobs import BlobStore
+from gateway.errors import (
+    JournalError,
+    JournalUnavailable,
+    LeaseLost,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from gateway.journal.store import Journal, utcnow
+from gateway.retry import GiveUp, RetryAt, RetryPolicy
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The destination took the message."""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The attempt failed; ``permanent`` failures are not retried."""
+
+    error: str
+    permanent: bool
+
+
+Outcome = Delivered | Failed
+
+
+class Worker:
+    """Delivers due messages to their destinations until told to stop.
+
+    Start it with ``await worker.run(stop)`` (usually as a task) and end it by
+    setting ``stop``: it stops claiming at once, lets deliveries in flight finish
+    for up to ``grace_seconds``, then cancels the rest (their leases expire and a
+    later run delivers them again). Intake calls ``notify()`` after committing a
+    message so it is claimed now rather than at the next poll.
+
+    The worker does not own the destinations: whoever built them closes them,
+    after ``run`` returned.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        journal: Journal,
+        blobs: BlobStore,
+        destinations: Mapping[str, Destination],
+        *,
+        worker_id: str,
+        grace_seconds: float = 30.0,
+        journal_backoff_max_seconds: float = 30.0,
+    ) -> None:
+        """Set up a worker; nothing runs until ``run``.
+
+        Args:
+            config: the gateway configuration (worker settings and each destination's
+                retry, timeout and concurrency settings).
+            journal: where deliveries are claimed and outcomes recorded.
+            blobs: where the messages' bytes are.
+            destinations: the adapters by destination name; only these are claimed.
+            worker_id: this worker's name in leases and attempts; unique per process.
+            grace_seconds: how long ``run`` lets deliveries finish after ``stop``.
+            journal_backoff_max_seconds: longest pause between claims while the
+                journal's database is unreachable.
+
+        Raises:
+            ValueError: an adapter is given for a destination the configuration lacks.
+        """
+        unknown = sorted(set(destinations) - set(config.destinations))
+        if unknown:
+            raise ValueError(f"destinations without configuration: {', '.join(unknown)}")
+        self.journal = journal
+        self.blobs = blobs
+        self.destinations = dict(destinations)
+        self.worker_id = worker_id
+        self._settings: dict[str, DestinationConfig] = {
+            name: config.destinations[name] for name in destinations
+        }
+        self._policies = {
+            name: RetryPolicy.from_config(settings) for name, settings in self._settings.items()
+        }
+        self._concurrency = config.worker.concurrency
+        self._lease = timedelta(seconds=config.worker.lease_seconds)
+        self._poll = config.worker.poll_interval_seconds
+        self._grace = grace_seconds
+        self._backoff_max = journal_backoff_max_seconds
+        self._inflight: dict[str, set[asyncio.Task[None]]] = {name: set() for name in destinations}
+        self._order = deque(sorted(destinations))
+        self._wake = asyncio.Event()
+        self._running = False
+
+    # ------------------------------------------------------------------ control
+
+    def notify(self) -> None:
+        """New work may be due: claim now instead of at the next poll."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries running right now."""
+        return sum(len(tasks) for tasks in self._inflight.values())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and deliver until ``stop`` is set, then shut down gracefully.
+
+        Never raises for journal or destination trouble: an unreachable journal is
+        waited out with capped, jittered backoff. Cancelling ``run`` itself cancels
+        the deliveries in flight at once.
+
+        Raises:
+            RuntimeError: the worker is already running.
+        """
+        if self._running:
+            raise RuntimeError(f"worker {self.worker_id} is already running")
+        self._running = True
+        log.info(
+            "worker_started",
+            worker=self.worker_id,
+            destinations=sorted(self.destinations),
+            concurrency=self._concurrency,
+        )
+        try:
+            await self._claim_until(stop)
+            await self._drain()
+        finally:
+            await self._cancel(self._tasks())
+            self._running = False
+        log.info("worker_stopped", worker=self.worker_id)
+
+    # ------------------------------------------------------------------ claiming
+
+    async def _claim_until(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            # Cleared before claiming, so a notify() during the claim is not lost.
+            self._wake.clear()
+            try:
+                await self._claim_round(stop)
+            except JournalUnavailable as exc:
+                failures += 1
+                delay = self._journal_backoff(failures)
+                log.warning(
+                    "journal_unavailable",
+                    worker=self.worker_id,
+                    error=str(exc),
+                    failures=failures,
+                    retry_in_seconds=round(delay, 2),
+                )
+                await _first_of(delay, stop)
+                continue
+            if failures:
+                log.info("journal_available", worker=self.worker_id, after_failures=failures)
+                failures = 0
+            await _first_of(self._poll, stop, self._wake)
+
+    async def _claim_round(self, stop: asyncio.Event) -> None:
+        """Claim up to each destination's free slots, rotating who goes first."""
+        names = list(self._order)
+        self._order.rotate(-1)  # fairness when overall slots run out mid-round
+        for name in names:
+            free_overall = self._concurrency - self.in_flight
+            if free_overall <= 0 or stop.is_set():
+                return
+            free = self._settings[name].concurrency - len(self._inflight[name])
+            if free <= 0:
+                continue
+            claims = await self.journal.claim(
+                self.worker_id,
+                limit=min(free, free_overall),
+                lease=self._lease,
+                destinations=[name],
+            )
+            for claim in claims:
+                self._start(claim)
+
+    def _journal_backoff(self, failures: int) -> float:
+        ceiling = min(self._backoff_max, self._poll * 2.0 ** min(failures - 1, 30))
+        # Equal jitter: never a hot loop, and several workers do not retry in step.
+        return ceiling * random.uniform(0.5, 1.0)
+
+    def _start(self, claim: Claim) -> None:
+        task = asyncio.create_task(self._handle(claim), name=f"delivery-{claim.delivery_id}")
+        tasks = self._inflight[claim.destination]
+        tasks.add(task)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            self._wake.set()  # a slot is free: claim again now
+            if not task.cancelled() and task.exception() is not None:
+                log.error(
+                    "delivery_task_crashed",
+                    worker=self.worker_id,
+                    delivery_id=claim.delivery_id,
+                    exc_info=task.exception(),
+                )
+
+        task.add_done_callback(finished)
+
+    # ------------------------------------------------------------------ one delivery
+
+    async def _handle(self, claim: Claim) -> None:
+        ids = {
+            "message_id": claim.message_id,
+            "prozess_id": claim.prozess_id,
+            "destination": claim.destination,
+        }
+        logger = log.bind(**ids, delivery_id=claim.delivery_id, attempt=claim.attempt)
+        # Bound as contextvars too, so whatever the adapter logs carries the ids.
+        with structlog.contextvars.bound_contextvars(**ids):
+            started = time.monotonic()
+            outcome = self._abandoned(claim) or await self._attempt(claim, logger)
+            if outcome is None:
+                return
+            elapsed_ms = round((time.monotonic() - started) * 1000)
+            try:
+                await self._record(claim, outcome, logger, elapsed_ms)
+            except LeaseLost as exc:
+                logger.warning("delivery_outcome_discarded", worker=self.worker_id, reason=str(exc))
+            except JournalUnavailable as exc:
+                logger.error(
+                    "delivery_outcome_lost",
+                    worker=self.worker_id,
+                    error=str(exc),
+                    consequence="the lease expires and the delivery is made again",
+                )
+
+    async def _attempt(
+        self, claim: Claim, logger: structlog.typing.FilteringBoundLogger
+    ) -> Outcome | None:
+        """Deliver while keeping the lease alive; ``None`` if the lease was lost."""
+        try:
+            item = await self._outbound(claim)
+        except FileNotFoundError:
+            return Failed(
+                f"blob {claim.blob_sha256} is missing from the blob store; restore it and "
+                "replay the message",
+                permanent=True,
+            )
+        except OSError as exc:
+            return Failed(f"cannot read blob {claim.blob_sha256}: {exc.strerror}", permanent=False)
+        delivery = asyncio.create_task(self._call(claim.destination, item, logger))
+        heartbeat = asyncio.create_task(self._heartbeat(claim, logger))
+        try:
+            await asyncio.wait({delivery, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            await self._cancel({delivery, heartbeat})
+            raise
+        if delivery.done():
+            await self._cancel({heartbeat})
+            return delivery.result()
+        await self._cancel({delivery})
+        lost = heartbeat.result()  # re-raises a crashed heartbeat (a bug) after the cancel
+        logger.warning("delivery_lease_lost", worker=self.worker_id, reason=str(lost))
+        return None
+
+    async def _outbound(self, claim: Claim) -> Outbound:
+        path = self.blobs.path(claim.blob_sha256)
+        size = (await asyncio.to_thread(path.stat)).st_size
+        return Outbound(
+            message_id=claim.message_id,
+            attempt=claim.attempt,
+            blob_path=path,
+            blob_sha256=claim.blob_sha256,
+            size=size,
+            content_kind=claim.content_kind,
+            prozess_id=claim.prozess_id,
+            nachrichtentyp=claim.nachrichtentyp,
+            message_element=claim.message_element,
+            file_name=claim.file_name,
+        )
+
+    async def _call(
+        self, name: str, item: Outbound, logger: structlog.typing.FilteringBoundLogger
+    ) -> Outcome:
+        """One ``deliver`` under the destination's timeout, its exception turned into an outcome."""
+        timeout = self._settings[name].timeout_seconds
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                await self.destinations[name].deliver(item)
+        except PermanentDeliveryError as exc:
+            return Failed(str(exc), permanent=True)
+        except TransientDeliveryError as exc:
+            return Failed(str(exc), permanent=False)
+        except TimeoutError as exc:
+            if deadline.expired():
+                return Failed(f"no result within the timeout of {timeout:g} s", permanent=False)
+            return Failed(f"{type(exc).__name__}: {exc}", permanent=False)
+        except Exception as exc:
+            # The protocol counts anything else as transient; the trace is for a bug report.
+            logger.error("delivery_adapter_error", worker=self.worker_id, exc_info=exc)
+            return Failed(f"{type(exc).__name__}: {exc}", permanent=False)
+        return Delivered()
+
+    async def _heartbeat(
+        self, claim: Claim, logger: structlog.typing.FilteringBoundLogger
+    ) -> LeaseLost:
+        """Renew the lease every third of its length; return once it is lost."""
+        interval = self._lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.journal.renew(claim, self.worker_id, self._lease)
+            except LeaseLost as exc:
+                return exc
+            except JournalError as exc:
+                # Keep delivering: if nobody took the delivery over meanwhile, the
+                # outcome still counts; if somebody did, recording it says so.
+                logger.warning("lease_renewal_failed", worker=self.worker_id, error=str(exc))
+
+    async def _record(
+        self,
+        claim: Claim,
+        outcome: Outcome | GiveUp,
+        logger: structlog.typing.FilteringBoundLogger,
+        elapsed_ms: int,
+    ) -> None:
+        """Write the outcome to the journal (retried while the database is briefly away)."""
+        worker = self.worker_id
+        if isinstance(outcome, Delivered):
+            await self._journal_call(lambda: self.journal.complete(claim, worker))
+            logger.info("delivery_succeeded", worker=worker, duration_ms=elapsed_ms)
+            return
+        if isinstance(outcome, Failed) and outcome.permanent:
+            await self._dead_letter(claim, outcome.error, "permanent", logger)
+            return
+        if isinstance(outcome, Failed):
+            error = outcome.error
+            decision = self._policies[claim.destination].decide(
+                attempt=claim.attempt,
+                window_started_at=claim.window_started_at,
+                now=utcnow(),
+                error=error,
+            )
+            if isinstance(decision, RetryAt):
+                await self._journal_call(
+                    lambda: self.journal.retry_later(claim, worker, decision.at, error)
+                )
+                logger.warning(
+                    "delivery_failed",
+                    worker=worker,
+                    error=error,
+                    retry_at=decision.at.isoformat(),
+                    duration_ms=elapsed_ms,
+                )
+                return
+            outcome = decision
+        await self._dead_letter(claim, outcome.reason, "exhausted", logger)
+
+    async def _dead_letter(
+        self,
+        claim: Claim,
+        reason: str,
+        kind: str,
+        logger: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        worker = self.worker_id
+        await self._journal_call(
+            lambda: self.journal.dead_letter(claim, worker, reason, outcome=kind)
+        )
+        logger.error("delivery_dead_lettered", worker=worker, outcome=kind, error=reason)
+
+    def _abandoned(self, claim: Claim) -> GiveUp | None:
+        """A delivery whose earlier attempts all ended without an outcome, too often.
+
+        Normally the policy gives up after a failed attempt. Attempts that never
+        report back (the worker crashed, say on a message that kills it, or lost its
+        lease) are only counted by the claim, so the budget is enforced here, before
+        such a message can take the gateway down once more.
+        """
+        limit = self._policies[claim.destination].max_attempts
+        if claim.attempt <= limit:
+            return None
+        return GiveUp(
+            f"gave up after {claim.attempt - 1} attempts; the last ended without an outcome "
+            "(its worker stopped or lost the lease during the delivery)"
+        )
+
+    async def _journal_call(self, call: Callable[[], Awaitable[None]]) -> None:
+        # The delivery already happened; losing its outcome costs a redelivery after
+        # the lease expires, so retry a short database outage for up to one lease.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(JournalUnavailable),
+            wait=wait_random_exponential(multiplier=0.2, max=5),
+            stop=stop_after_delay(self._lease.total_seconds()),
+            reraise=True,
+        ):
+            with attempt:
+                await call()
+
+    # ------------------------------------------------------------------ shutdown
+
+    def _tasks(self) -> set[asyncio.Task[None]]:
+        return {task for tasks in self._inflight.values() for task in tasks}
+
+    async def _drain(self) -> None:
+        tasks = self._tasks()
+        if not tasks:
+            return
+        log.info(
+            "worker_draining",
+            worker=self.worker_id,
+            in_flight=len(tasks),
+            grace_seconds=self._grace,
+        )
+        _, pending = await asyncio.wait(tasks, timeout=self._grace)
+        if pending:
+            log.warning(
+                "deliveries_cancelled",
+                worker=self.worker_id,
+                count=len(pending),
+                consequence="their leases expire and they are delivered again",
+            )
+            await self._cancel(pending)
+
+    @staticmethod
+    async def _cancel(tasks: Collection[asyncio.Task[Any]]) -> None:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _first_of(seconds: float, *events: asyncio.Event) -> None:
+    """Sleep up to ``seconds``, less if any of ``events`` is set."""
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
