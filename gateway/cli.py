@@ -353,6 +353,203 @@ def schemas_fetch(version: str, url_template: str | None) -> None:
     click.echo(f"installed xdomea {', '.join(installed)} into {store.root}")
 
 
+# --------------------------------------------------------------------------- operations
+
+_CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("gateway.toml"),
+    show_default=True,
+    help="The gateway's configuration file.",
+)
+
+
+@cli.command()
+@_CONFIG_OPTION
+def serve(config_path: Path) -> None:
+    """Run the gateway: HTTP API, delivery workers and drop folders, until SIGINT/SIGTERM."""
+    from gateway.app import serve as run_gateway
+    from gateway.config import load_config
+
+    run_gateway(load_config(config_path))
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_CONFIG_OPTION
+def send(path: Path, config_path: Path) -> None:
+    """Hand a container or message to this gateway as the node itself; it routes and delivers it."""
+    from gateway.app import send_file
+    from gateway.config import load_config
+
+    config = load_config(config_path)
+    accepted = asyncio.run(send_file(config, path))
+    state = "already accepted before as" if accepted.duplicate else "accepted as"
+    click.echo(f"{path.name} {state} message {accepted.message_id}")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Check configuration files."""
+
+
+@config_group.command("check")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def config_check(path: Path) -> None:
+    """Validate a gateway.toml and show what it sets up; exit 1 when it is invalid."""
+    from gateway.config import load_config, missing_secrets
+
+    try:
+        config = load_config(path)
+    except GatewayError as exc:
+        click.echo(f"INVALID {exc}")
+        sys.exit(1)
+    click.echo(f"VALID {path}: node {config.node.id} ({config.node.behoerdenkennung})")
+    click.echo(f"  journal      {config.storage.journal}")
+    click.echo(f"  blobs        {config.storage.blobs}")
+    click.echo(f"  http         {config.http.host}:{config.http.port}")
+    for partner in config.partners:
+        click.echo(f"  partner      {partner.id} ({partner.behoerdenkennung})")
+    for name, destination in config.destinations.items():
+        click.echo(f"  destination  {name} ({destination.type})")
+    for route in config.routes:
+        codes = ",".join(route.nachrichtentyp) or "any"
+        click.echo(f"  route        {route.empfaenger} [{codes}] -> {route.destination}")
+    for folder in config.dropfolders:
+        click.echo(f"  dropfolder   {folder.directory} (as {folder.partner})")
+    for name in missing_secrets(config):
+        click.echo(f"  warning: environment variable {name} is not set")
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Manage the journal database."""
+
+
+@db_group.command("upgrade")
+@_CONFIG_OPTION
+def db_upgrade(config_path: Path) -> None:
+    """Apply the journal's schema migrations (safe to run again)."""
+    from gateway.config import load_config
+    from gateway.journal.store import Journal
+
+    config = load_config(config_path)
+
+    async def upgrade() -> None:
+        journal = Journal.from_url(config.storage.journal)
+        try:
+            await journal.upgrade()
+        finally:
+            await journal.close()
+
+    asyncio.run(upgrade())
+    click.echo(f"journal {config.storage.journal} is up to date")
+
+
+def _with_journal(config_path: Path, action: Any) -> Any:
+    """Run ``action(journal)`` against the configured journal and close it."""
+    from gateway.config import load_config
+    from gateway.journal.store import Journal
+
+    config = load_config(config_path)
+
+    async def run() -> Any:
+        journal = Journal.from_url(config.storage.journal)
+        try:
+            await journal.upgrade()
+            return await action(journal)
+        finally:
+            await journal.close()
+
+    return asyncio.run(run())
+
+
+@cli.command()
+@click.argument("message_id", required=False)
+@_CONFIG_OPTION
+@click.option(
+    "--state", type=click.Choice(["accepted", "delivered", "dead"]), help="Only this state."
+)
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def status(
+    message_id: str | None, config_path: Path, state: str | None, limit: int, as_json: bool
+) -> None:
+    """Show one message with its deliveries and attempts, or the latest messages."""
+    from contracts.journal import MessageState
+
+    if message_id:
+        view = _with_journal(config_path, lambda j: j.get_message(message_id))
+        if as_json:
+            click.echo(view.model_dump_json(indent=2))
+        else:
+            _print_message_view(view, detailed=True)
+        return
+    views = _with_journal(
+        config_path,
+        lambda j: j.list_messages(state=MessageState(state) if state else None, limit=limit),
+    )
+    _print_views(views, as_json)
+
+
+@cli.command("dead-letters")
+@_CONFIG_OPTION
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def dead_letters(config_path: Path, limit: int, as_json: bool) -> None:
+    """List messages with a dead-lettered delivery and why."""
+    from contracts.journal import MessageState
+
+    views = _with_journal(
+        config_path, lambda j: j.list_messages(state=MessageState.DEAD, limit=limit)
+    )
+    _print_views(views, as_json)
+
+
+@cli.command()
+@click.argument("message_id")
+@_CONFIG_OPTION
+def retry(message_id: str, config_path: Path) -> None:
+    """Put a message's dead-lettered deliveries back into the queue."""
+    count = _with_journal(config_path, lambda j: j.replay(message_id))
+    if count == 0:
+        click.echo(f"message {message_id} has no dead-lettered delivery; nothing to retry")
+        sys.exit(1)
+    click.echo(f"requeued {count} delivery(ies) of message {message_id}")
+
+
+def _print_views(views: Sequence[Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+        return
+    if not views:
+        click.echo("no messages")
+    for view in views:
+        _print_message_view(view, detailed=False)
+
+
+def _print_message_view(view: Any, *, detailed: bool) -> None:
+    click.echo(
+        f"{view.id}  {view.state.value:<9} {view.received_at:%Y-%m-%d %H:%M:%S}  "
+        f"{view.message_element}  ProzessID {view.prozess_id}  from {view.partner_id}"
+    )
+    for delivery in view.deliveries:
+        error = f"  last error: {delivery.last_error}" if delivery.last_error else ""
+        click.echo(
+            f"    -> {delivery.destination:<16} {delivery.state.value:<9} "
+            f"attempts {delivery.attempts}{error}"
+        )
+        if detailed:
+            for attempt in delivery.history:
+                finished = f"{attempt.finished_at:%H:%M:%S}" if attempt.finished_at else "running"
+                click.echo(
+                    f"       #{attempt.number} {attempt.started_at:%H:%M:%S}-{finished} "
+                    f"{attempt.outcome or '-'} by {attempt.worker}"
+                    + (f": {attempt.error}" if attempt.error else "")
+                )
+
+
 # --------------------------------------------------------------------------- demo
 
 

@@ -1,0 +1,140 @@
+"""Wiring: one gateway process = HTTP API + delivery workers + drop folders.
+
+``build_app(config)`` returns the aiohttp application whose cleanup contexts own
+every resource: the journal (migrated at start), the blob store, the
+destinations, the worker task and the drop-folder watchers. ``serve`` runs it
+until SIGINT/SIGTERM, then stops intake, lets in-flight deliveries finish within
+a grace period, and closes everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from contracts.config import GatewayConfig, PartnerConfig
+from contracts.journal import Accepted
+from gateway.api import create_api
+from gateway.blobs import BlobStore
+from gateway.destinations import build_destinations
+from gateway.dropfolder import DropFolder
+from gateway.intake import Intake, Submission
+from gateway.journal.store import Journal
+from gateway.worker import Worker
+
+log = structlog.get_logger(__name__)
+
+JOURNAL = web.AppKey("journal", Journal)
+INTAKE = web.AppKey("intake", Intake)
+WORKER = web.AppKey("worker", Worker)
+
+
+def worker_id(config: GatewayConfig) -> str:
+    """A worker identity unique per process: node, host and pid."""
+    return f"{config.node.id}@{socket.gethostname()}:{os.getpid()}"
+
+
+async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Application:
+    """The whole gateway as one aiohttp application."""
+    journal = Journal.from_url(config.storage.journal)
+    await journal.upgrade()
+    blobs = BlobStore(config.storage.blobs)
+    removed = blobs.clean_staging()
+    if removed:
+        log.info("staging_cleaned", leftovers=removed)
+    destinations = build_destinations(config)
+    worker = Worker(config, journal, blobs, destinations, worker_id=worker_id(config))
+    intake = Intake(config, journal, blobs, on_accepted=worker.notify)
+    app = create_api(config, journal, blobs, intake=intake)
+    app[JOURNAL] = journal
+    app[INTAKE] = intake
+    app[WORKER] = worker
+
+    async def resources(_: web.Application) -> AsyncIterator[None]:
+        yield
+        for destination in destinations.values():
+            await destination.close()
+        await journal.close()
+
+    app.cleanup_ctx.append(resources)
+    if workers:
+        app.cleanup_ctx.append(_background(lambda stop: worker.run(stop), "worker"))
+    for folder in config.dropfolders:
+        watcher = DropFolder(folder, config, intake)
+        app.cleanup_ctx.append(_background(watcher.run, f"dropfolder:{folder.directory}"))
+    return app
+
+
+def _background(
+    run: Callable[[asyncio.Event], Coroutine[Any, Any, None]], name: str
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that runs ``run(stop)`` as a task for the app's lifetime."""
+
+    async def context(_: web.Application) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(stop), name=name)
+        yield
+        stop.set()
+        with suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
+
+def serve(config: GatewayConfig) -> None:
+    """Run the gateway until SIGINT or SIGTERM."""
+
+    async def app() -> web.Application:
+        return await build_app(config)
+
+    log.info("gateway_starting", node=config.node.id, host=config.http.host, port=config.http.port)
+    web.run_app(
+        app(), host=config.http.host, port=config.http.port, print=None, shutdown_timeout=30
+    )
+
+
+def local_sender(config: GatewayConfig) -> PartnerConfig:
+    """The node itself as sender, for messages its own operator submits (``ikz-gateway send``).
+
+    It is not in ``config.partners``, so no HTTP token can ever authenticate as it.
+    """
+    return PartnerConfig(
+        id=f"local.{config.node.id}",
+        behoerdenkennung=config.node.behoerdenkennung,
+        token_sha256=hashlib.sha256(os.urandom(32)).hexdigest(),
+    )
+
+
+async def send_file(config: GatewayConfig, path: Path) -> Accepted:
+    """Submit a local file into this gateway's journal as the node itself.
+
+    A running ``serve`` process on the same journal picks it up and delivers it.
+    """
+    journal = Journal.from_url(config.storage.journal)
+    try:
+        await journal.upgrade()
+        intake = Intake(config, journal, BlobStore(config.storage.blobs))
+        return await intake.submit(
+            _file_chunks(path),
+            Submission(partner=local_sender(config), channel="cli", file_name=path.name),
+        )
+    finally:
+        await journal.close()
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    handle = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(handle.read, 1024 * 1024):
+            yield chunk
+    finally:
+        handle.close()
