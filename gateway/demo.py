@@ -6,12 +6,15 @@ document and answers with 0403/0402, and A correlates those receipts. The run
 passes only if every document arrives bit-identical (SHA-256) and every expected
 receipt arrives, validates and reports success.
 
-The hand-over is a file copy for now; the gateway runtime (HTTP intake, journal,
-delivery workers) replaces it with gateway-to-gateway transport.
+Each Kommune runs its own gateway (own gateway.toml, SQLite journal, blob store,
+HTTP API and delivery worker) on loopback; messages travel A → B and receipts
+B → A through them. The receipts are still written by the demo in B's role; the
+gateway producing them itself comes with the Abgabe process issue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -24,6 +27,7 @@ from adapters.xdomea.container import Container, ContainerReport, read_container
 from adapters.xdomea.validation import check_message
 from contracts.xdomea import Kontakt, Nachricht, Schriftgutobjekt, Severity
 from gateway import demo_data
+from gateway.demo_gateways import Node, two_gateways, wait_for_files
 from gateway.errors import SchemaNotInstalled
 from schemas.loader import default_loader
 
@@ -64,8 +68,11 @@ def run_demo(
     workdir: Path, *, container: Path | None = None, version: str = "3.1.0", echo: Echo = print
 ) -> bool:
     """Run the Abgabe scenario in ``workdir``; return whether every check passed."""
+    return asyncio.run(_run(workdir, container=container, version=version, echo=echo))
+
+
+async def _run(workdir: Path, *, container: Path | None, version: str, echo: Echo) -> bool:
     journey = Journey(echo)
-    kommune_a, kommune_b = workdir / "kommune-a", workdir / "kommune-b"
     installed = default_loader().installed_versions()
     journey.step("1. Schemas")
     if not installed:
@@ -76,36 +83,51 @@ def run_demo(
     journey.info(f"installed and verified: {', '.join(installed)}")
 
     journey.step("2. Kommune A prepares the Abgabe")
-    sent, originals = _prepare(journey, kommune_a / "outbox", container, version)
+    sent, originals = _prepare(journey, workdir / "kommune-a" / "outbox", container, version)
     if sent is None:
-        return False
+        return _result(journey)
     message = sent.nachricht
     journey.info(f"ProzessID {message.kopf.prozess_id}, xdomea {message.version}")
     journey.info(f"from {_party(message.kopf.absender)} to {_party(message.kopf.empfaenger)}")
     _print_tree(journey, message)
+    kennung_a, kennung_b = _kennung(message.kopf.absender), _kennung(message.kopf.empfaenger)
+    if kennung_a is None or kennung_b is None:
+        journey.check(False, "Absender and Empfänger carry a Behördenkennung (Präfix and Kennung)")
+        return _result(journey)
 
-    journey.step("3. Hand-over to Kommune B")
-    inbox_b = kommune_b / "inbox"
-    delivered = _copy_durably(Path(sent.path), inbox_b)
-    journey.info(f"{delivered.name} -> {inbox_b}")
+    journey.step("3. Gateway A delivers to gateway B (HTTP on loopback, journaled both sides)")
+    async with two_gateways(workdir, kennung_a, kennung_b) as (gateway_a, gateway_b):
+        journey.info(f"gateway A: {gateway_a.folder / 'gateway.toml'}")
+        journey.info(f"gateway B: {gateway_b.folder / 'gateway.toml'}")
+        accepted = await gateway_a.send(Path(sent.path))
+        journey.info(f"A accepted message {accepted.message_id}")
+        found = await wait_for_files(gateway_b.local_folder, 1)
+        delivered = found[0] if found else None
+        if not journey.check(delivered is not None, "B's gateway delivered into its DMS folder"):
+            return _result(journey)
+        assert delivered is not None
+        await _show_journals(journey, gateway_a, gateway_b, message.kopf.prozess_id)
 
-    journey.step("4. Kommune B checks the container")
-    received = read_container(delivered)
-    journey.check(
-        received.valid, "container valid against the xdomea schema", _first_error(received)
-    )
-    journey.check(
-        received.nachricht.kopf.empfaenger.behoerdenkennung
-        == message.kopf.empfaenger.behoerdenkennung,
-        "addressed to Kommune B",
-    )
+        journey.step("4. Kommune B checks the container")
+        received = read_container(delivered)
+        journey.check(
+            received.valid, "container valid against the xdomea schema", _first_error(received)
+        )
+        journey.check(
+            _kennung(received.nachricht.kopf.empfaenger) == kennung_b, "addressed to Kommune B"
+        )
 
-    journey.step("5. Kommune B files every document (SHA-256 end to end)")
-    _file_documents(journey, delivered, kommune_b / "dms", originals)
+        journey.step("5. Kommune B files every document (SHA-256 end to end)")
+        _file_documents(journey, delivered, workdir / "kommune-b" / "dms", originals)
 
-    journey.step("6. Kommune B answers, Kommune A correlates the receipts")
-    _exchange_receipts(journey, received, kommune_a / "inbox")
+        journey.step("6. Kommune B answers through its gateway; A's gateway delivers the receipts")
+        due = await _send_receipts(journey, received, gateway_b, workdir / "kommune-b" / "outbox")
+        arrived = await wait_for_files(gateway_a.local_folder, len(due))
+        _check_receipts(journey, received, arrived, due)
+    return _result(journey)
 
+
+def _result(journey: Journey) -> bool:
     journey.step("Result")
     if journey.passed:
         journey.echo(
@@ -114,6 +136,23 @@ def run_demo(
     else:
         journey.echo(f"  FAILED: {len(journey.failures)} check(s): " + "; ".join(journey.failures))
     return journey.passed
+
+
+def _kennung(kontakt: Kontakt) -> str | None:
+    kennung = kontakt.behoerdenkennung
+    if kennung is None or not kennung.praefix or not kennung.kennung:
+        return None
+    return f"{kennung.praefix}:{kennung.kennung}"
+
+
+async def _show_journals(journey: Journey, a: Node, b: Node, prozess_id: str) -> None:
+    for node in (a, b):
+        for view in await node.process(prozess_id):
+            for delivery in view.deliveries:
+                journey.info(
+                    f"{node.name} journal: {view.message_element} -> {delivery.destination}: "
+                    f"{delivery.state.value} after {delivery.attempts} attempt(s)"
+                )
 
 
 def _prepare(
@@ -161,20 +200,43 @@ def _file_documents(
             )
 
 
-def _exchange_receipts(journey: Journey, received: ContainerReport, inbox_a: Path) -> None:
-    """B writes the receipts the Kopf asks for; A validates and correlates each one."""
+async def _send_receipts(
+    journey: Journey, received: ContainerReport, gateway_b: Node, outbox: Path
+) -> tuple[str, ...]:
+    """B writes the receipts the Kopf asks for and hands them to its own gateway."""
     incoming = received.checked
     due = receipts.requested_receipts(incoming)
     journey.check(bool(due), "receipts requested by the Kopf", ", ".join(due) or "none")
-    kopf = received.nachricht.kopf
-    inbox_a.mkdir(parents=True, exist_ok=True)
+    outbox.mkdir(parents=True, exist_ok=True)
     for code in due:
         xml = receipts.build_receipt(incoming, code)
         answer = check_message(xml)
-        name = naming.message_name(kopf.prozess_id, answer.detected.typ)
-        (inbox_a / name).write_bytes(xml)
+        path = outbox / naming.message_name(received.nachricht.kopf.prozess_id, answer.detected.typ)
+        path.write_bytes(xml)
+        accepted = await gateway_b.send(path)
+        journey.info(f"B sent {answer.detected.typ.element} as message {accepted.message_id}")
+    return due
+
+
+def _check_receipts(
+    journey: Journey, received: ContainerReport, arrived: list[Path], due: tuple[str, ...]
+) -> None:
+    """A validates each receipt that arrived in its inbox and correlates it."""
+    kopf = received.nachricht.kopf
+    by_code: dict[str, Path] = {}
+    for path in arrived:
+        parsed = naming.parse_name(path.name)
+        if parsed is not None:
+            by_code[parsed.code] = path
+    for code in due:
+        found = by_code.get(code)
+        if not journey.check(found is not None, f"{code} arrived in Kommune A's inbox"):
+            continue
+        assert found is not None
+        path = found
+        answer = check_message(path.read_bytes())
         answer_kopf = answer.read().kopf
-        journey.check(answer.valid, f"{answer.detected.typ.element} valid", name)
+        journey.check(answer.valid, f"{answer.detected.typ.element} valid", path.name)
         journey.check(
             answer_kopf.prozess_id == kopf.prozess_id
             and answer_kopf.absender.behoerdenkennung == kopf.empfaenger.behoerdenkennung
