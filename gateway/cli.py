@@ -383,8 +383,16 @@ def send(path: Path, config_path: Path) -> None:
     from gateway.app import send_file
     from gateway.config import load_config
 
+    from gateway.errors import IntakeRejected
+
     config = load_config(config_path)
-    accepted = asyncio.run(send_file(config, path))
+    try:
+        accepted = asyncio.run(send_file(config, path))
+    except IntakeRejected as exc:
+        click.echo(f"REFUSED {path}: {exc.title}: {exc.message}")
+        for finding in exc.findings:
+            click.echo("  " + _finding_text(finding))
+        sys.exit(1)
     state = "already accepted before as" if accepted.duplicate else "accepted as"
     click.echo(f"{path.name} {state} message {accepted.message_id}")
 
