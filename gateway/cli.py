@@ -382,7 +382,6 @@ def send(path: Path, config_path: Path) -> None:
     """Hand a container or message to this gateway as the node itself; it routes and delivers it."""
     from gateway.app import send_file
     from gateway.config import load_config
-
     from gateway.errors import IntakeRejected
 
     config = load_config(config_path)
