@@ -17,6 +17,7 @@ from pathlib import Path
 BENCHMARKS = {
     "validate": "bench.validate",
     "container": "bench.container",
+    "runtime": "bench.runtime",
 }
 
 

@@ -1,0 +1,445 @@
+"""The running gateway: durable small-message throughput, intake latency, large-container memory.
+
+(a) Throughput. A ``serve`` subprocess (SQLite journal, blob store and a
+filesystem destination in a temporary folder) receives ``N`` distinct small
+bare 0401 messages over ``POST /v1/messages`` from 16 concurrent clients; the
+time runs from the first POST until the N-th file is in the transfer folder
+(intake, journal, claim, delivery with fsync and rename, outcome recorded).
+Baseline, measured in the same run: a bare loop doing per message what durable
+intake must at least do: lxml parse + XSD validation of the same message, the
+blob written and fsync'd then renamed (folder fsync'd), one SQLite INSERT +
+COMMIT (WAL, synchronous=FULL). Target: ratio >= 0.5.
+
+Latency. The same gateway, fed at half its measured throughput by an open-loop,
+rate-limited client: p50/p99 of POST → 202. Baseline: p50/p99 of one bare-loop
+iteration.
+
+(b) Memory. A 1 GiB container with 200 documents (``--quick``: 64 MiB, 20) is
+written with ``ContainerWriter``, streamed to a ``serve`` subprocess and
+delivered to its filesystem destination. Value: that process's ``VmHWM`` after
+the delivery; baseline: its ``VmHWM`` idle after start-up. Target: ≤ 150 MiB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+VERSION = "3.1.0"
+TOKEN = "bench-runtime-token"
+MIB = 1024 * 1024
+RSS_CEILING_MIB = 150
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(quick: bool) -> Iterator[dict[str, Any]]:
+    """Run (a) and (b); yield one result line each."""
+    count = 300 if quick else 3000
+    with tempfile.TemporaryDirectory(prefix="ikz-bench-runtime-") as tmp:
+        yield from _throughput(Path(tmp), count, latency_seconds=5 if quick else 20)
+    size, documents = (64 * MIB, 20) if quick else (1024 * MIB, 200)
+    with tempfile.TemporaryDirectory(prefix="ikz-bench-runtime-big-") as tmp:
+        yield _large_container(Path(tmp), size, documents)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _messages(count: int) -> list[bytes]:
+    """``count`` distinct small bare 0401 messages (empty Akte), each with its own ProzessID."""
+    from adapters.xdomea import builders
+    from bench import corpus
+    from contracts.builders import AkteSpec
+
+    akte = AkteSpec(betreff="Leere Akte")
+    return [
+        builders.build_abgabe_0401(
+            VERSION,
+            [akte],
+            absender=corpus.ABSENDER,
+            empfaenger=corpus.EMPFAENGER,
+            prozess_id=str(uuid.uuid4()),
+        )
+        for _ in range(count)
+    ]
+
+
+# --------------------------------------------------------------------------- bare loop
+
+
+def _bare_loop(folder: Path, messages: list[bytes]) -> list[float]:
+    """Validate, store durably and journal each message; the seconds each one took."""
+    from lxml import etree
+
+    from schemas.loader import default_loader
+
+    schema = default_loader().schema(VERSION, "Abgabe")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    blobs = folder / "blobs"
+    staging = blobs / "tmp"
+    staging.mkdir(parents=True)
+    db = sqlite3.connect(folder / "bare.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE messages (id TEXT PRIMARY KEY, sha256 TEXT, size INTEGER)")
+    times = []
+    for body in messages:
+        start = time.perf_counter()
+        if not schema.validate(etree.fromstring(body, parser)):
+            raise RuntimeError("bench message is not schema-valid")
+        digest = hashlib.sha256(body).hexdigest()
+        partial = staging / f"{uuid.uuid4().hex}.part"
+        with partial.open("wb") as handle:
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
+        target = blobs / digest[:2] / digest
+        target.parent.mkdir(exist_ok=True)
+        os.replace(partial, target)
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        db.execute("BEGIN")
+        db.execute("INSERT INTO messages VALUES (?, ?, ?)", (str(uuid.uuid4()), digest, len(body)))
+        db.execute("COMMIT")
+        times.append(time.perf_counter() - start)
+    db.close()
+    return times
+
+
+# --------------------------------------------------------------------------- gateway process
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _config(home: Path, port: int) -> Path:
+    """A gateway accepting Stadt Beispielstadt and filing messages for LA:LAB in ``transfer/``."""
+    (home / "transfer").mkdir(parents=True, exist_ok=True)
+    path = home / "gateway.toml"
+    path.write_text(
+        f"""
+[node]
+id = "landesarchiv"
+behoerdenkennung = "LA:LAB"
+
+[storage]
+journal = "sqlite:///{home / "data" / "journal.db"}"
+blobs = "{home / "data" / "blobs"}"
+
+[http]
+port = {port}
+
+[worker]
+concurrency = 8
+poll_interval_seconds = 0.2
+
+[[partners]]
+id = "beispielstadt"
+behoerdenkennung = "060:0815"
+token_sha256 = "{hashlib.sha256(TOKEN.encode()).hexdigest()}"
+
+[destinations.archiv]
+type = "filesystem"
+directory = "{home / "transfer"}"
+naming = "short"
+concurrency = 8
+
+[[routes]]
+empfaenger = "LA:LAB"
+destination = "archiv"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+class _Gateway:
+    """A ``serve`` subprocess, started and waited for until it answers health checks."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = _free_port()
+        self.config = _config(home, self.port)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = (home / "serve.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(self.config)],
+            cwd=_ROOT,
+            env={**os.environ, "PYTHONPATH": str(_ROOT)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def wait_healthy(self, timeout: float = 30) -> None:
+        """Poll ``/v1/health`` until 200.
+
+        Raises:
+            RuntimeError: the process exited or did not answer in time.
+        """
+        import aiohttp
+
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"serve exited: {self.log_tail()}")
+                try:
+                    async with session.get(f"{self.url}/v1/health") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"serve did not become healthy: {self.log_tail()}")
+
+    def peak_rss_mib(self) -> float:
+        """``VmHWM`` of the process in MiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM in /proc status")
+
+    def delivered(self) -> int:
+        """Finished files in the transfer folder."""
+        return sum(1 for p in (self.home / "transfer").iterdir() if not p.name.startswith("."))
+
+    def log_tail(self) -> str:
+        """The end of the process's log."""
+        return (self.home / "serve.log").read_text(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit within 30 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+async def _post(session: Any, url: str, body: bytes, content_type: str = "application/xml") -> None:
+    """POST one message; raise unless it was accepted."""
+    async with session.post(
+        url,
+        data=body,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": content_type},
+    ) as response:
+        if response.status not in (200, 202):
+            raise RuntimeError(f"gateway answered {response.status}: {await response.text()}")
+
+
+async def _wait_delivered(gateway: _Gateway, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while gateway.delivered() < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"only {gateway.delivered()} of {count} delivered: {gateway.log_tail()}"
+            )
+        await asyncio.sleep(0.02)
+
+
+async def _gateway_runs(home: Path, messages: list[bytes], latency: list[bytes]) -> dict[str, Any]:
+    """Throughput over ``messages``, then POST→202 latencies over ``latency`` at half that rate."""
+    import aiohttp
+
+    gateway = _Gateway(home)
+    try:
+        await gateway.wait_healthy()
+        url = f"{gateway.url}/v1/messages"
+        connector = aiohttp.TCPConnector(limit=16)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            queue = list(reversed(messages))
+
+            async def client() -> None:
+                while queue:
+                    await _post(session, url, queue.pop())
+
+            start = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(16)))
+            intake_done = time.perf_counter() - start
+            await _wait_delivered(gateway, len(messages), timeout=600)
+            elapsed = time.perf_counter() - start
+            rate = len(messages) / elapsed
+
+            # Open loop at half that rate: each POST starts on schedule, whatever the others do.
+            offered = rate / 2
+            target = len(messages) + len(latency)
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            times: list[float] = []
+
+            async def timed(body: bytes, at: float) -> None:
+                await asyncio.sleep(max(0.0, at - loop.time()))
+                sent = time.perf_counter()
+                await _post(session, url, body)
+                times.append(time.perf_counter() - sent)
+
+            await asyncio.gather(
+                *(timed(body, began + i / offered) for i, body in enumerate(latency))
+            )
+            await _wait_delivered(gateway, target, timeout=600)
+        return {
+            "rate": rate,
+            "seconds": elapsed,
+            "intake_seconds": intake_done,
+            "offered": offered,
+            "latencies": times,
+        }
+    finally:
+        gateway.stop()
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _throughput(tmp: Path, count: int, *, latency_seconds: float) -> Iterator[dict[str, Any]]:
+    """Result lines of part (a)."""
+    bare_messages = _messages(count)
+    bare_times = _bare_loop(tmp / "bare", bare_messages)
+    bare_rate = len(bare_times) / sum(bare_times)
+    # Enough latency samples for latency_seconds at half the bare rate; never more than count.
+    latency_count = min(count, max(100, int(bare_rate / 2 * latency_seconds)))
+    result = asyncio.run(_gateway_runs(tmp / "gateway", _messages(count), _messages(latency_count)))
+    rate = result["rate"]
+    yield {
+        "name": "runtime_throughput",
+        "value": round(rate, 1),
+        "unit": "messages/s",
+        "baseline": round(bare_rate, 1),
+        "ratio": round(rate / bare_rate, 3),
+        "target": 0.5,
+        "messages": count,
+        "note": (
+            f"{count} bare 0401 messages, 16 concurrent clients, serve subprocess, SQLite, "
+            f"filesystem destination; first POST to last file delivered {result['seconds']:.1f} s "
+            f"(intake alone {result['intake_seconds']:.1f} s); baseline: sequential bare loop "
+            "(validate, fsync'd blob + folder fsync, one SQLite commit, WAL, synchronous=FULL)"
+        ),
+    }
+    latencies = result["latencies"]
+    for name, fraction in (("p50", 0.5), ("p99", 0.99)):
+        value = _percentile(latencies, fraction) * 1000
+        baseline = _percentile(bare_times, fraction) * 1000
+        yield {
+            "name": f"runtime_intake_latency_{name}",
+            "value": round(value, 2),
+            "unit": "ms",
+            "baseline": round(baseline, 2),
+            "ratio": round(value / baseline, 3),
+            "target": None,
+            "messages": len(latencies),
+            "note": (
+                f"POST -> 202 at {result['offered']:.1f} messages/s offered (half the measured "
+                f"throughput, open loop); baseline: {name} of one bare-loop iteration; "
+                "informational"
+            ),
+        }
+
+
+# --------------------------------------------------------------------------- large container
+
+
+def _large_container(tmp: Path, size: int, count: int) -> dict[str, Any]:
+    """Result line of part (b)."""
+    from bench import container as container_bench
+    from bench import corpus
+
+    dokumente = corpus.dokumente(count)
+    message = corpus.abgabe(VERSION, [corpus.akte(dokumente)])
+    sizes = [size // count + (1 if i < size % count else 0) for i in range(count)]
+    documents = list(zip(corpus.dateinamen(dokumente), sizes, strict=True))
+    path, _ = container_bench._write_gateway(tmp / "outbox", message, documents)
+    digest = _file_sha256(path)
+    outcome = asyncio.run(_send_large(tmp / "gateway", path))
+    delivered = outcome["delivered"]
+    if _file_sha256(delivered) != digest:
+        raise RuntimeError("the delivered container differs from the one sent")
+    return {
+        "name": "runtime_large_container_peak_rss",
+        "value": round(outcome["peak"], 1),
+        "unit": "MiB",
+        "baseline": round(outcome["idle"], 1),
+        "ratio": round(outcome["peak"] / outcome["idle"], 3),
+        "target": RSS_CEILING_MIB,
+        "seconds": round(outcome["seconds"], 1),
+        "note": (
+            f"{count} stored documents, {size / MIB:.0f} MiB in total, one container streamed "
+            "over POST /v1/messages to a serve subprocess and delivered to its filesystem "
+            f"destination (SHA-256 of the delivered file checked); target is an absolute "
+            f"ceiling: VmHWM <= {RSS_CEILING_MIB} MiB; baseline: VmHWM of the same process "
+            "idle after start-up"
+        ),
+    }
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def _send_large(home: Path, path: Path) -> dict[str, Any]:
+    import aiohttp
+
+    gateway = _Gateway(home)
+    try:
+        await gateway.wait_healthy()
+        await asyncio.sleep(1)
+        idle = gateway.peak_rss_mib()
+        start = time.perf_counter()
+        timeout = aiohttp.ClientTimeout(total=1800)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            with path.open("rb") as body:
+                async with session.post(
+                    f"{gateway.url}/v1/messages",
+                    data=body,
+                    headers={
+                        "Authorization": f"Bearer {TOKEN}",
+                        "Content-Type": "application/zip",
+                        "Content-Length": str(path.stat().st_size),
+                    },
+                ) as response:
+                    if response.status not in (200, 202):
+                        raise RuntimeError(f"{response.status}: {await response.text()}")
+        await _wait_delivered(gateway, 1, timeout=1800)
+        seconds = time.perf_counter() - start
+        [delivered] = [p for p in (home / "transfer").iterdir() if not p.name.startswith(".")]
+        return {
+            "idle": idle,
+            "peak": gateway.peak_rss_mib(),
+            "seconds": seconds,
+            "delivered": delivered,
+        }
+    finally:
+        gateway.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover - run through ``python -m bench runtime``
+    for line in run(quick="--quick" in sys.argv):
+        print(json.dumps(line), flush=True)
