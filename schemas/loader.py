@@ -99,6 +99,9 @@ class SchemaLoader:
         self.store = store if store is not None else SchemaStore()
         self._versions: dict[str, VersionSchemas] = {}
         self._lock = threading.Lock()
+        # libxml2's schema parser is not safe for concurrent first use in a process (its
+        # built-in types are set up lazily): compiling in parallel threads fails at random.
+        self._compile_lock = threading.Lock()
         self._local = threading.local()
         self._installed: tuple[str, ...] | None = None
 
@@ -126,7 +129,9 @@ class SchemaLoader:
         cache: dict[str, etree.XMLSchema] = self._local.__dict__.setdefault("schemas", {})
         compiled = cache.get(path)
         if compiled is None:
-            compiled = _compile(version, self.version(version).files, path)
+            files = self.version(version).files
+            with self._compile_lock:
+                compiled = _compile(version, files, path)
             cache[path] = compiled
         return compiled
 
