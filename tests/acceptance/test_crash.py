@@ -213,8 +213,14 @@ async def test_every_acknowledged_message_survives_kill_9(
             acknowledged = set(sender.acknowledged)
             assert acknowledged, "the gateway acknowledged nothing"
             await _wait_for(lambda: acknowledged <= receiver.distinct, timeout=60)
-            views = await asyncio.to_thread(gateway.status)
-            states = {view["id"]: view["state"] for view in views}
+            # The receiver counts a key before it answers: give the gateway time to record it.
+            states: dict[str, str] = {}
+            for _ in range(60):
+                views = await asyncio.to_thread(gateway.status)
+                states = {view["id"]: view["state"] for view in views}
+                if all(states.get(i) == "delivered" for i in acknowledged):
+                    break
+                await asyncio.sleep(0.5)
             # A clean stop, then a restart (which cleans staging) and another clean stop.
             assert await asyncio.to_thread(gateway.stop) == 0, gateway.log()
             await asyncio.to_thread(gateway.start)
