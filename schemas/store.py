@@ -209,8 +209,7 @@ class SchemaStore:
         if not report.installed:
             details = "; ".join(f"{v}: {why}" for v, why in report.skipped.items())
             raise SchemaSourceError(
-                f"no complete xdomea version with the pinned SHA-256 values in {source} "
-                f"({details})"
+                f"no complete xdomea version with the pinned SHA-256 values in {source} ({details})"
             )
         return report
 

@@ -194,8 +194,12 @@ async def test_list_filters_by_state_and_partner(journal: Journal) -> None:
     await journal.complete(await claim_one(journal), "w1")
     await journal.accept(new_message(blob_sha256="2" * 64, partner_id="kommune-c"), ["dms"])
 
-    assert [m.id for m in await journal.list_messages(state=MessageState.DELIVERED)] == [delivered.message_id]
-    assert [m.partner_id for m in await journal.list_messages(state=MessageState.ACCEPTED)] == ["kommune-c"]
+    assert [m.id for m in await journal.list_messages(state=MessageState.DELIVERED)] == [
+        delivered.message_id
+    ]
+    assert [m.partner_id for m in await journal.list_messages(state=MessageState.ACCEPTED)] == [
+        "kommune-c"
+    ]
     assert [m.partner_id for m in await journal.list_messages(partner="kommune-c")] == ["kommune-c"]
 
 

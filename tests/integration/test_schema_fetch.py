@@ -291,9 +291,7 @@ def _unused_port() -> int:
     return port
 
 
-async def test_fetch_from_server_that_is_down_raises(
-    store: SchemaStore, downloads: Path
-) -> None:
+async def test_fetch_from_server_that_is_down_raises(store: SchemaStore, downloads: Path) -> None:
     """A refused connection raises SchemaSourceError naming the URL and the alternatives."""
     template = f"http://127.0.0.1:{_unused_port()}{XREPOSITORY_PATH}"
 

@@ -69,16 +69,33 @@ def test_token_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mon
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (('behoerdenkennung = "060:0815"', 'behoerdenkennung = "0600815"'), r"node\.behoerdenkennung: '0600815' is not a Behördenkennung"),
-        (('destination = "drop"', 'destination = "dms"'), r"routes\[0\] names destination 'dms', which is not configured \(destinations: drop\)"),
-        (('token_sha256 = "{digest}"', 'token_sha256 = "abc"'), r"partners\[0\]\.token_sha256: token_sha256 must be the 64-character"),
-        (('token_sha256 = "{digest}"', ""), r"partners\[0\]: give exactly one of token_sha256 or token_env"),
+        (
+            ('behoerdenkennung = "060:0815"', 'behoerdenkennung = "0600815"'),
+            r"node\.behoerdenkennung: '0600815' is not a Behördenkennung",
+        ),
+        (
+            ('destination = "drop"', 'destination = "dms"'),
+            r"routes\[0\] names destination 'dms', which is not configured \(destinations: drop\)",
+        ),
+        (
+            ('token_sha256 = "{digest}"', 'token_sha256 = "abc"'),
+            r"partners\[0\]\.token_sha256: token_sha256 must be the 64-character",
+        ),
+        (
+            ('token_sha256 = "{digest}"', ""),
+            r"partners\[0\]: give exactly one of token_sha256 or token_env",
+        ),
         (('type = "filesystem"', 'type = "ftp"'), r"destinations\.drop"),
         (("[storage]", "[storage]\njournl = 'x'"), r"storage\.journl: unknown key"),
-        (('journal = "sqlite:///data/journal.db"', 'journal = "mysql://x"'), r"storage\.journal: 'mysql://x' is not a supported journal URL"),
+        (
+            ('journal = "sqlite:///data/journal.db"', 'journal = "mysql://x"'),
+            r"storage\.journal: 'mysql://x' is not a supported journal URL",
+        ),
     ],
 )
-def test_mistakes_are_explained_with_file_and_key(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+def test_mistakes_are_explained_with_file_and_key(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
     """Each invalid setting is reported with the file, the key path and how to fix it."""
     text = MINIMAL.replace(*change).format(digest=token_digest("x"))
     path = write(tmp_path, text)
