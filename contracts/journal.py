@@ -14,6 +14,7 @@ Delivery states::
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from enum import StrEnum
 
@@ -61,8 +62,6 @@ class NewMessage(_Frozen):
     @property
     def dedup_key(self) -> str:
         """Same ProzessID, Nachrichtentyp, Absender and identical bytes: the same message."""
-        import hashlib
-
         parts = (self.prozess_id.lower(), self.nachrichtentyp, self.absender, self.blob_sha256)
         return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 

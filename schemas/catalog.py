@@ -105,11 +105,3 @@ def version_of_namespace(namespace: str) -> str | None:
     """The version number in an xdomea namespace URN, or ``None`` if it is not one."""
     match = _NAMESPACE_RE.match(namespace)
     return match.group("version") if match else None
-
-
-def all_files() -> dict[str, str]:
-    """Every pinned file of every version (shared files appear once)."""
-    merged: dict[str, str] = {}
-    for entry in versions().values():
-        merged.update(entry.files)
-    return merged

@@ -109,16 +109,6 @@ class ContainerReport:
         """Findings of the message and of the container."""
         return [*self.checked.findings, *self.findings]
 
-    def require_complete(self) -> None:
-        """Raise if any referenced document is missing or ambiguous.
-
-        Raises:
-            IncompleteContainer: with the first container-level error.
-        """
-        errors = [f for f in self.findings if f.severity is Severity.ERROR]
-        if errors:
-            raise IncompleteContainer("; ".join(f.message for f in errors), where=self.path)
-
 
 class Container:
     """An open xdomea container whose structure has been checked.

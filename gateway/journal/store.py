@@ -114,12 +114,13 @@ class Journal:
             JournalUnavailable: the database cannot be reached.
         """
         now = now or utcnow()
-        existing = await self._find_existing(message)
-        if existing is not None:
-            return existing
         message_id = str(uuid.uuid4())
         try:
+            # One transaction: look-up and insert, so a new message costs one commit.
             async with self._transaction() as conn:
+                existing = await self._find_existing(conn, message)
+                if existing is not None:
+                    return existing
                 await conn.execute(
                     insert(messages).values(
                         id=message_id,
@@ -128,50 +129,56 @@ class Journal:
                         **message.model_dump(),
                     )
                 )
-                for destination in destinations:
+                if destinations:
                     await conn.execute(
-                        insert(deliveries).values(
-                            message_id=message_id,
-                            destination=destination,
-                            state=DeliveryState.PENDING,
-                            attempts=0,
-                            next_attempt_at=now,
-                            window_started_at=now,
-                            created_at=now,
-                            updated_at=now,
-                        )
+                        insert(deliveries),
+                        [
+                            {
+                                "message_id": message_id,
+                                "destination": destination,
+                                "state": DeliveryState.PENDING,
+                                "attempts": 0,
+                                "next_attempt_at": now,
+                                "window_started_at": now,
+                                "created_at": now,
+                                "updated_at": now,
+                            }
+                            for destination in destinations
+                        ],
                     )
                 await self._event(
                     conn, now, message_id, None, "accepted", destinations=list(destinations)
                 )
         except IntegrityError:
             # A concurrent twin won the unique constraint; its id is the answer.
-            raced = await self._find_existing(message)
+            async with self._transaction() as conn:
+                raced = await self._find_existing(conn, message)
             if raced is None:
                 raise
             return raced
         return Accepted(message_id=message_id, duplicate=False)
 
-    async def _find_existing(self, message: NewMessage) -> Accepted | None:
-        async with self._transaction() as conn:
-            if message.idempotency_key is not None:
-                row = (
-                    await conn.execute(
-                        select(M.id, M.blob_sha256).where(
-                            M.partner_id == message.partner_id,
-                            M.idempotency_key == message.idempotency_key,
-                        )
+    @staticmethod
+    async def _find_existing(conn: AsyncConnection, message: NewMessage) -> Accepted | None:
+        """The earlier message this one repeats, if any (by Idempotency-Key or dedup key)."""
+        if message.idempotency_key is not None:
+            row = (
+                await conn.execute(
+                    select(M.id, M.blob_sha256).where(
+                        M.partner_id == message.partner_id,
+                        M.idempotency_key == message.idempotency_key,
                     )
-                ).first()
-                if row is not None:
-                    if row.blob_sha256 != message.blob_sha256:
-                        raise IdempotencyConflict(
-                            f"Idempotency-Key {message.idempotency_key!r} was used for message "
-                            f"{row.id} with different content; use a new key for a new message"
-                        )
-                    return Accepted(message_id=row.id, duplicate=True)
-            row = (await conn.execute(select(M.id).where(M.dedup_key == message.dedup_key))).first()
-            return Accepted(message_id=row.id, duplicate=True) if row is not None else None
+                )
+            ).first()
+            if row is not None:
+                if row.blob_sha256 != message.blob_sha256:
+                    raise IdempotencyConflict(
+                        f"Idempotency-Key {message.idempotency_key!r} was used for message "
+                        f"{row.id} with different content; use a new key for a new message"
+                    )
+                return Accepted(message_id=row.id, duplicate=True)
+        row = (await conn.execute(select(M.id).where(M.dedup_key == message.dedup_key))).first()
+        return Accepted(message_id=row.id, duplicate=True) if row is not None else None
 
     # ------------------------------------------------------------------ delivery
 
