@@ -84,6 +84,7 @@ class Claim(_Frozen):
     window_started_at: datetime
     received_at: datetime
     blob_sha256: str
+    size: int
     content_kind: str
     file_name: str | None
     prozess_id: str

@@ -59,15 +59,19 @@ class BlobStore:
     async def stage(self, chunks: AsyncIterator[bytes], *, max_bytes: int) -> StagedBlob:
         """Write a stream to a temporary file, hashing it; fsync before returning.
 
+        Content up to 1 MiB is collected in memory and written in one go (one hop to
+        a thread instead of one per step: most messages are small); larger content
+        is streamed in 1 MiB writes.
+
         Raises:
             BlobTooLarge: more than ``max_bytes`` arrived (nothing is left behind).
         """
         path = self._tmp / f"{uuid.uuid4().hex}.part"
         digest = hashlib.sha256()
         size = 0
-        handle = await asyncio.to_thread(path.open, "wb")
+        buffer = bytearray()
+        handle = None
         try:
-            buffer = bytearray()
             async for chunk in chunks:
                 size += len(chunk)
                 if size > max_bytes:
@@ -75,16 +79,23 @@ class BlobStore:
                 digest.update(chunk)
                 buffer += chunk
                 if len(buffer) >= _BUFFER:
+                    if handle is None:
+                        handle = await asyncio.to_thread(path.open, "wb")
                     await asyncio.to_thread(handle.write, bytes(buffer))
                     buffer.clear()
-            if buffer:
-                await asyncio.to_thread(handle.write, bytes(buffer))
-            await asyncio.to_thread(_flush_and_sync, handle)
+            if handle is None:
+                await asyncio.to_thread(_write_new, path, bytes(buffer))
+            else:
+                if buffer:
+                    await asyncio.to_thread(handle.write, bytes(buffer))
+                await asyncio.to_thread(_flush_and_sync, handle)
         except BaseException:
-            handle.close()
+            if handle is not None:
+                handle.close()
             path.unlink(missing_ok=True)
             raise
-        handle.close()
+        if handle is not None:
+            handle.close()
         return StagedBlob(path=path, sha256=digest.hexdigest(), size=size)
 
     async def stage_file(self, source: Path, *, max_bytes: int) -> StagedBlob:
@@ -125,6 +136,13 @@ class BlobStore:
             leftover.unlink(missing_ok=True)
             removed += 1
         return removed
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` with ``data``, durably."""
+    with path.open("wb") as handle:
+        handle.write(data)
+        _flush_and_sync(handle)
 
 
 def _flush_and_sync(handle: object) -> None:

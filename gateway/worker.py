@@ -14,9 +14,10 @@ For each claim::
 
     attempt > max_attempts (earlier attempts never reported back) → dead_letter "exhausted"
     Outbound (blob path, size) ──► destination.deliver   under asyncio.timeout
-         │                              │ heartbeat: renew the lease every lease/3;
-         │                              │ lease lost → cancel, outcome discarded
-         ▼                              ▼
+         │                              │ lease keeper: renews the leases of all
+         │                              │ deliveries in flight every lease/3, in one
+         │                              │ transaction; lease lost → cancel, outcome
+         ▼                              ▼ discarded
     ok → complete · permanent → dead_letter · transient, timeout, other error →
     RetryPolicy: retry_later(at) or dead_letter(outcome="exhausted")
 
@@ -34,6 +35,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -75,6 +77,14 @@ class Failed:
 
 
 Outcome = Delivered | Failed
+
+
+@dataclass
+class _Held:
+    """A delivery in flight and the claim (lease) it holds."""
+
+    claim: Claim
+    task: asyncio.Task[None]
 
 
 class Worker:
@@ -136,6 +146,9 @@ class Worker:
         self._grace = grace_seconds
         self._backoff_max = journal_backoff_max_seconds
         self._inflight: dict[str, set[asyncio.Task[None]]] = {name: set() for name in destinations}
+        # Leases held by deliveries in flight, by delivery id; the keeper renews them.
+        self._held: dict[int, _Held] = {}
+        self._lost: dict[int, LeaseLost] = {}
         self._order = deque(sorted(destinations))
         self._wake = asyncio.Event()
         self._running = False
@@ -170,11 +183,13 @@ class Worker:
             destinations=sorted(self.destinations),
             concurrency=self._concurrency,
         )
+        keeper = asyncio.create_task(self._keep_leases(), name=f"{self.worker_id}-leases")
         try:
             await self._claim_until(stop)
             await self._drain()
         finally:
             await self._cancel(self._tasks())
+            await self._cancel({keeper})
             self._running = False
         log.info("worker_stopped", worker=self.worker_id)
 
@@ -212,9 +227,14 @@ class Worker:
             free_overall = self._concurrency - self.in_flight
             if free_overall <= 0 or stop.is_set():
                 return
-            free = self._settings[name].concurrency - len(self._inflight[name])
-            if free <= 0:
+            limit = self._settings[name].concurrency
+            busy = len(self._inflight[name])
+            # While some of its deliveries run, wait until half its slots are free:
+            # claims in batches cost one transaction for many, and the running ones
+            # wake this loop as they finish, so nothing waits for the poll.
+            if limit - busy <= 0 or (busy and limit - busy < (limit + 1) // 2):
                 continue
+            free = limit - busy
             claims = await self.journal.claim(
                 self.worker_id,
                 limit=min(free, free_overall),
@@ -233,9 +253,13 @@ class Worker:
         task = asyncio.create_task(self._handle(claim), name=f"delivery-{claim.delivery_id}")
         tasks = self._inflight[claim.destination]
         tasks.add(task)
+        self._held[claim.delivery_id] = _Held(claim, task)
 
         def finished(task: asyncio.Task[None]) -> None:
             tasks.discard(task)
+            if (held := self._held.get(claim.delivery_id)) is not None and held.task is task:
+                del self._held[claim.delivery_id]
+            self._lost.pop(claim.delivery_id, None)
             self._wake.set()  # a slot is free: claim again now
             if not task.cancelled() and task.exception() is not None:
                 log.error(
@@ -259,8 +283,15 @@ class Worker:
         # Bound as contextvars too, so whatever the adapter logs carries the ids.
         with structlog.contextvars.bound_contextvars(**ids):
             started = time.monotonic()
-            outcome = self._abandoned(claim) or await self._attempt(claim, logger)
-            if outcome is None:
+            try:
+                outcome = self._abandoned(claim) or await self._attempt(claim, logger)
+            except asyncio.CancelledError:
+                lost = self._lost.pop(claim.delivery_id, None)
+                if lost is None:
+                    raise  # shutdown
+                # The keeper found the lease taken over: whoever holds it now delivers.
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                logger.warning("delivery_lease_lost", worker=self.worker_id, reason=str(lost))
                 return
             elapsed_ms = round((time.monotonic() - started) * 1000)
             try:
@@ -277,48 +308,21 @@ class Worker:
 
     async def _attempt(
         self, claim: Claim, logger: structlog.typing.FilteringBoundLogger
-    ) -> Outcome | None:
-        """Deliver while keeping the lease alive; ``None`` if the lease was lost."""
-        try:
-            item = await self._outbound(claim)
-        except FileNotFoundError:
-            return Failed(
-                f"blob {claim.blob_sha256} is missing from the blob store; restore it and "
-                "replay the message",
-                permanent=True,
-            )
-        except OSError as exc:
-            return Failed(f"cannot read blob {claim.blob_sha256}: {exc.strerror}", permanent=False)
-        delivery = asyncio.create_task(self._call(claim.destination, item, logger))
-        heartbeat = asyncio.create_task(self._heartbeat(claim, logger))
-        try:
-            await asyncio.wait({delivery, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            await self._cancel({delivery, heartbeat})
-            raise
-        if delivery.done():
-            await self._cancel({heartbeat})
-            return delivery.result()
-        await self._cancel({delivery})
-        lost = heartbeat.result()  # re-raises a crashed heartbeat (a bug) after the cancel
-        logger.warning("delivery_lease_lost", worker=self.worker_id, reason=str(lost))
-        return None
-
-    async def _outbound(self, claim: Claim) -> Outbound:
-        path = self.blobs.path(claim.blob_sha256)
-        size = (await asyncio.to_thread(path.stat)).st_size
-        return Outbound(
+    ) -> Outcome:
+        """Deliver once; the lease keeper cancels this if the lease is lost meanwhile."""
+        item = Outbound(
             message_id=claim.message_id,
             attempt=claim.attempt,
-            blob_path=path,
+            blob_path=self.blobs.path(claim.blob_sha256),
             blob_sha256=claim.blob_sha256,
-            size=size,
+            size=claim.size,
             content_kind=claim.content_kind,
             prozess_id=claim.prozess_id,
             nachrichtentyp=claim.nachrichtentyp,
             message_element=claim.message_element,
             file_name=claim.file_name,
         )
+        return await self._call(claim.destination, item, logger)
 
     async def _call(
         self, name: str, item: Outbound, logger: structlog.typing.FilteringBoundLogger
@@ -330,6 +334,15 @@ class Worker:
                 await self.destinations[name].deliver(item)
         except PermanentDeliveryError as exc:
             return Failed(str(exc), permanent=True)
+        except FileNotFoundError as exc:
+            if exc.filename is not None and Path(exc.filename) == item.blob_path:
+                return Failed(
+                    f"blob {item.blob_sha256} is missing from the blob store; restore it and "
+                    "replay the message",
+                    permanent=True,
+                )
+            logger.error("delivery_adapter_error", worker=self.worker_id, exc_info=exc)
+            return Failed(f"{type(exc).__name__}: {exc}", permanent=False)
         except TransientDeliveryError as exc:
             return Failed(str(exc), permanent=False)
         except TimeoutError as exc:
@@ -342,21 +355,35 @@ class Worker:
             return Failed(f"{type(exc).__name__}: {exc}", permanent=False)
         return Delivered()
 
-    async def _heartbeat(
-        self, claim: Claim, logger: structlog.typing.FilteringBoundLogger
-    ) -> LeaseLost:
-        """Renew the lease every third of its length; return once it is lost."""
+    async def _keep_leases(self) -> None:
+        """Every third of a lease, renew the leases in flight that are a third used up.
+
+        One transaction for all of them; a delivery whose lease another worker took
+        over meanwhile is cancelled (its outcome would not count).
+        """
         interval = self._lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
+            horizon = utcnow() + self._lease * 2 / 3
+            due = [held.claim for held in self._held.values() if held.claim.lease_until <= horizon]
+            if not due:
+                continue
             try:
-                await self.journal.renew(claim, self.worker_id, self._lease)
-            except LeaseLost as exc:
-                return exc
+                renewed, lost = await self.journal.renew_many(due, self.worker_id, self._lease)
             except JournalError as exc:
-                # Keep delivering: if nobody took the delivery over meanwhile, the
-                # outcome still counts; if somebody did, recording it says so.
-                logger.warning("lease_renewal_failed", worker=self.worker_id, error=str(exc))
+                # Keep delivering: if nobody took the deliveries over meanwhile, their
+                # outcomes still count; if somebody did, recording them says so.
+                log.warning("lease_renewal_failed", worker=self.worker_id, error=str(exc))
+                continue
+            for claim in renewed:
+                held = self._held.get(claim.delivery_id)
+                if held is not None and held.claim.attempt == claim.attempt:
+                    held.claim = claim
+            for claim, reason in lost:
+                held = self._held.get(claim.delivery_id)
+                if held is not None and held.claim.attempt == claim.attempt:
+                    self._lost[claim.delivery_id] = reason
+                    held.task.cancel()
 
     async def _record(
         self,
@@ -429,6 +456,11 @@ class Worker:
     async def _journal_call(self, call: Callable[[], Awaitable[None]]) -> None:
         # The delivery already happened; losing its outcome costs a redelivery after
         # the lease expires, so retry a short database outage for up to one lease.
+        try:
+            await call()
+            return
+        except JournalUnavailable:
+            pass  # the common case needs no retry machinery; an outage does
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(JournalUnavailable),
             wait=wait_random_exponential(multiplier=0.2, max=5),

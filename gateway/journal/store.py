@@ -1,30 +1,60 @@
 """The journal: one store interface, two backends chosen by URL scheme.
 
 ``Journal.from_url("sqlite:///…" | "postgresql://…")`` returns the backend.
-Every public method is one transaction; state changes are guarded updates
-(``… WHERE state = 'claimed' AND lease_owner = :me``) whose zero-row outcome is
-an error, and each leaves an event row. Backends differ only in engine set-up
-and in how due deliveries are locked while claimed (``_lock_due``).
+Every transaction is a plain function over a SQLAlchemy ``Connection`` (the
+``_tx_*`` methods); the backends differ only in how such a function is run and
+in how due deliveries are locked while claimed (``_lock_due``):
 
-Driver errors are translated here: a lost or refused database connection is
+* SQLite runs every write transaction in one dedicated thread on one connection
+  (SQLite has one writer at a time anyway; ``BEGIN IMMEDIATE`` takes the write
+  lock up front, so a second process on the same file waits instead of failing
+  half-way), and reads on a second connection in a second thread (WAL lets them
+  run beside a write). A whole transaction is one hop to that thread.
+* PostgreSQL runs the same functions on an async psycopg connection
+  (``AsyncConnection.run_sync``) and locks claimed rows ``FOR UPDATE SKIP LOCKED``.
+
+Accepts and delivery outcomes that arrive together are written in one
+transaction (``GroupCommit``): one fsync for many messages, no added latency.
+
+State changes are guarded updates (``… WHERE state = 'claimed' AND lease_owner =
+:me``) whose zero-row outcome is an error for that item, and each leaves an event
+row. Driver errors are translated here: a lost or refused database connection is
 ``JournalUnavailable`` (intake answers 503, workers back off).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Collection
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Select, and_, exists, func, insert, or_, select, true, update
+from sqlalchemy import (
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from contracts.journal import (
     Accepted,
@@ -43,12 +73,20 @@ from gateway.errors import (
     LeaseLost,
     NotFound,
 )
-from gateway.journal.tables import attempts, deliveries, events, messages
+from gateway.journal.group_commit import GroupCommit
+from gateway.journal.tables import UTCDateTime, attempts, deliveries, events, messages
 
 log = structlog.get_logger(__name__)
 
 D = deliveries.c
 M = messages.c
+A = attempts.c
+
+T = TypeVar("T")
+Transaction = Callable[[Connection], T]
+
+#: Key of the PostgreSQL advisory lock that serialises migrations of one database.
+_MIGRATION_LOCK = 0x696B7A6A  # "ikzj"
 
 
 def utcnow() -> datetime:
@@ -56,12 +94,160 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class _Acceptance:
+    """One ``accept`` waiting for its group commit."""
+
+    message: NewMessage
+    destinations: tuple[str, ...]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One delivery outcome waiting for its group commit."""
+
+    claim: Claim
+    worker: str
+    state: DeliveryState
+    outcome: str
+    error: str | None
+    now: datetime
+    next_attempt_at: datetime | None
+
+
+class _Statements:
+    """The hot path's statements, built once with bind parameters.
+
+    Built per backend (claim locking differs); SQLAlchemy then reuses their
+    compiled form instead of building and hashing a new statement per call.
+    """
+
+    def __init__(self, lock_due: Callable[[Select[Any]], Select[Any]]) -> None:
+        self.find_by_key = select(M.id, M.blob_sha256).where(
+            M.partner_id == bindparam("partner"), M.idempotency_key == bindparam("key")
+        )
+        self.find_by_dedup = select(M.id).where(M.dedup_key == bindparam("dedup"))
+        self.insert_messages = insert(messages)
+        self.insert_deliveries = insert(deliveries)
+        self.insert_events = insert(events)
+        self.insert_attempts = insert(attempts)
+        self.claim = {
+            restricted: self._claim(lock_due, restricted=restricted) for restricted in (False, True)
+        }
+        self.expire_attempts = (
+            update(attempts)
+            .where(A.delivery_id.in_(bindparam("ids", expanding=True)), A.finished_at.is_(None))
+            .values(
+                finished_at=bindparam("now"),
+                outcome="lease_expired",
+                error="the worker's lease expired before it reported back",
+            )
+        )
+        self.claimed = (
+            select(
+                D.id,
+                D.message_id,
+                D.destination,
+                D.attempts,
+                D.lease_until,
+                D.window_started_at,
+                M.received_at,
+                M.blob_sha256,
+                M.size,
+                M.content_kind,
+                M.file_name,
+                M.prozess_id,
+                M.nachrichtentyp,
+                M.message_element,
+                M.partner_id,
+            )
+            .join(messages, M.id == D.message_id)
+            .where(D.id.in_(bindparam("ids", expanding=True)))
+            .order_by(D.next_attempt_at, D.id)
+        )
+        self.finish = (
+            update(deliveries)
+            .where(
+                D.id == bindparam("b_id"),
+                D.state == DeliveryState.CLAIMED,
+                D.lease_owner == bindparam("b_worker"),
+                D.attempts == bindparam("b_attempt"),
+            )
+            .values(
+                state=bindparam("b_state"),
+                lease_owner=None,
+                lease_until=None,
+                updated_at=bindparam("b_now"),
+                last_error=bindparam("b_error"),
+                next_attempt_at=func.coalesce(
+                    bindparam("b_next", type_=UTCDateTime()), D.next_attempt_at
+                ),
+                finished_at=bindparam("b_finished", type_=UTCDateTime()),
+            )
+        )
+        self.renew = (
+            update(deliveries)
+            .where(
+                D.id == bindparam("b_id"),
+                D.state == DeliveryState.CLAIMED,
+                D.lease_owner == bindparam("b_worker"),
+                D.attempts == bindparam("b_attempt"),
+            )
+            .values(lease_until=bindparam("b_until", type_=UTCDateTime()))
+        )
+        self.finish_attempts = (
+            update(attempts)
+            .where(
+                A.delivery_id == bindparam("b_delivery"),
+                A.number == bindparam("b_number"),
+                A.finished_at.is_(None),
+            )
+            .values(
+                finished_at=bindparam("b_finished"),
+                outcome=bindparam("b_outcome"),
+                error=bindparam("b_error"),
+            )
+        )
+
+    @staticmethod
+    def _claim(lock_due: Callable[[Select[Any]], Select[Any]], *, restricted: bool) -> Any:
+        now = bindparam("now", type_=UTCDateTime())
+        due = (
+            select(D.id)
+            .where(
+                or_(
+                    and_(D.state == DeliveryState.PENDING, D.next_attempt_at <= now),
+                    and_(D.state == DeliveryState.CLAIMED, D.lease_until < now),
+                )
+            )
+            .order_by(D.next_attempt_at, D.id)
+            .limit(bindparam("limit"))
+        )
+        if restricted:
+            due = due.where(D.destination.in_(bindparam("destinations", expanding=True)))
+        return (
+            update(deliveries)
+            .where(D.id.in_(lock_due(due).scalar_subquery()))
+            .values(
+                state=DeliveryState.CLAIMED,
+                lease_owner=bindparam("worker"),
+                lease_until=bindparam("until", type_=UTCDateTime()),
+                attempts=D.attempts + 1,
+                updated_at=now,
+            )
+            .returning(D.id, D.attempts)
+        )
+
+
 class Journal:
     """Durable record of messages and their deliveries (base class: the shared code path)."""
 
-    def __init__(self, url: str, engine: AsyncEngine) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
-        self._engine = engine
+        self._accepts: GroupCommit[_Acceptance, Accepted] = GroupCommit(self._accept_batch)
+        self._outcomes: GroupCommit[_Outcome, None] = GroupCommit(self._finish_batch)
+        self._sql = _Statements(self._lock_due)
 
     @staticmethod
     def from_url(url: str) -> Journal:
@@ -77,17 +263,36 @@ class Journal:
         raise JournalError(f"unsupported journal URL {url!r}; use sqlite:/// or postgresql://")
 
     async def close(self) -> None:
-        """Release all connections."""
-        await self._engine.dispose()
+        """Finish the transactions being written and release all connections."""
+        await self._accepts.close()
+        await self._outcomes.close()
+
+    # ------------------------------------------------------------------ backend hooks
+
+    async def _write(self, transaction: Transaction[T]) -> T:
+        """Run ``transaction`` in a read-write transaction; commit, or roll back on error."""
+        raise NotImplementedError
+
+    async def _read(self, transaction: Transaction[T]) -> T:
+        """Run ``transaction`` in a read-only transaction (a consistent snapshot)."""
+        return await self._write(transaction)
+
+    def _lock_due(self, due: Select[Any]) -> Select[Any]:
+        """Lock the due rows being claimed against other claimers (a no-op on SQLite)."""
+        return due
+
+    def _lock_migrations(self, connection: Connection) -> None:
+        """Serialise migrations of one database between processes (a no-op on SQLite)."""
 
     # ------------------------------------------------------------------ schema
 
     async def upgrade(self) -> None:
-        """Apply all migrations (idempotent)."""
+        """Apply all migrations (idempotent; safe when several processes start at once)."""
         from alembic import command
         from alembic.config import Config
 
         def run(connection: Connection) -> None:
+            self._lock_migrations(connection)
             config = Config()
             config.set_main_option(
                 "script_location", str(resources.files("gateway.journal") / "migrations")
@@ -95,8 +300,7 @@ class Journal:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
-        async with self._transaction() as conn:
-            await conn.run_sync(run)
+        await self._write(run)
 
     # ------------------------------------------------------------------ intake
 
@@ -107,78 +311,96 @@ class Journal:
 
         A message seen before (same partner and Idempotency-Key, or same ProzessID,
         Nachrichtentyp, Absender and bytes) is not recorded again: its id is returned
-        with ``duplicate=True``.
+        with ``duplicate=True``. Returns once the record is committed.
 
         Raises:
             IdempotencyConflict: the partner's Idempotency-Key was used for other bytes.
             JournalUnavailable: the database cannot be reached.
         """
-        now = now or utcnow()
-        message_id = str(uuid.uuid4())
-        try:
-            # One transaction: look-up and insert, so a new message costs one commit.
-            async with self._transaction() as conn:
-                existing = await self._find_existing(conn, message)
-                if existing is not None:
-                    return existing
-                await conn.execute(
-                    insert(messages).values(
-                        id=message_id,
-                        received_at=now,
-                        dedup_key=message.dedup_key,
-                        **message.model_dump(),
-                    )
-                )
-                if destinations:
-                    await conn.execute(
-                        insert(deliveries),
-                        [
-                            {
-                                "message_id": message_id,
-                                "destination": destination,
-                                "state": DeliveryState.PENDING,
-                                "attempts": 0,
-                                "next_attempt_at": now,
-                                "window_started_at": now,
-                                "created_at": now,
-                                "updated_at": now,
-                            }
-                            for destination in destinations
-                        ],
-                    )
-                await self._event(
-                    conn, now, message_id, None, "accepted", destinations=list(destinations)
-                )
-        except IntegrityError:
-            # A concurrent twin won the unique constraint; its id is the answer.
-            async with self._transaction() as conn:
-                raced = await self._find_existing(conn, message)
-            if raced is None:
-                raise
-            return raced
-        return Accepted(message_id=message_id, duplicate=False)
+        item = _Acceptance(message, tuple(destinations), now or utcnow())
+        return await self._accepts.submit(item)
 
-    @staticmethod
-    async def _find_existing(conn: AsyncConnection, message: NewMessage) -> Accepted | None:
-        """The earlier message this one repeats, if any (by Idempotency-Key or dedup key)."""
-        if message.idempotency_key is not None:
-            row = (
-                await conn.execute(
-                    select(M.id, M.blob_sha256).where(
-                        M.partner_id == message.partner_id,
-                        M.idempotency_key == message.idempotency_key,
-                    )
+    async def _accept_batch(
+        self, items: Sequence[_Acceptance]
+    ) -> Sequence[Accepted | BaseException]:
+        try:
+            return await self._write(lambda conn: self._tx_accept(conn, items))
+        except IntegrityError:
+            if len(items) == 1:
+                # A concurrent twin (another process) won the unique constraint: its id
+                # is the answer.
+                return [
+                    await self._read(lambda conn: _existing_or_raise(conn, self._sql, items[0]))
+                ]
+            # Somebody else's row collides with one of ours; write each on its own.
+            return [await _outcome_of(self._accept_batch([item])) for item in items]
+
+    def _tx_accept(
+        self, conn: Connection, items: Sequence[_Acceptance]
+    ) -> list[Accepted | BaseException]:
+        """Insert the new ones of ``items``; duplicates (also within the batch) answer the first."""
+        outcomes: list[Accepted | BaseException] = []
+        new_messages: list[dict[str, Any]] = []
+        new_deliveries: list[dict[str, Any]] = []
+        new_events: list[dict[str, Any]] = []
+        by_dedup: dict[str, str] = {}
+        by_key: dict[tuple[str, str], tuple[str, str]] = {}
+        for item in items:
+            message = item.message
+            try:
+                earlier = _in_batch(message, by_dedup, by_key) or _find_existing(
+                    conn, self._sql, message
                 )
-            ).first()
-            if row is not None:
-                if row.blob_sha256 != message.blob_sha256:
-                    raise IdempotencyConflict(
-                        f"Idempotency-Key {message.idempotency_key!r} was used for message "
-                        f"{row.id} with different content; use a new key for a new message"
-                    )
-                return Accepted(message_id=row.id, duplicate=True)
-        row = (await conn.execute(select(M.id).where(M.dedup_key == message.dedup_key))).first()
-        return Accepted(message_id=row.id, duplicate=True) if row is not None else None
+            except IdempotencyConflict as exc:
+                outcomes.append(exc)
+                continue
+            if earlier is not None:
+                outcomes.append(earlier)
+                continue
+            message_id = str(uuid.uuid4())
+            by_dedup[message.dedup_key] = message_id
+            if message.idempotency_key is not None:
+                by_key[(message.partner_id, message.idempotency_key)] = (
+                    message_id,
+                    message.blob_sha256,
+                )
+            new_messages.append(
+                {
+                    "id": message_id,
+                    "received_at": item.now,
+                    "dedup_key": message.dedup_key,
+                    **message.model_dump(),
+                }
+            )
+            new_deliveries.extend(
+                {
+                    "message_id": message_id,
+                    "destination": destination,
+                    "state": DeliveryState.PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": item.now,
+                    "window_started_at": item.now,
+                    "created_at": item.now,
+                    "updated_at": item.now,
+                }
+                for destination in item.destinations
+            )
+            new_events.append(
+                _event_row(
+                    item.now,
+                    message_id,
+                    None,
+                    "accepted",
+                    destinations=list(item.destinations),
+                )
+            )
+            outcomes.append(Accepted(message_id=message_id, duplicate=False))
+        if new_messages:
+            conn.execute(self._sql.insert_messages, new_messages)
+            if new_deliveries:
+                conn.execute(self._sql.insert_deliveries, new_deliveries)
+            conn.execute(self._sql.insert_events, new_events)
+        return outcomes
 
     # ------------------------------------------------------------------ delivery
 
@@ -198,84 +420,43 @@ class Journal:
         """
         if limit <= 0 or (destinations is not None and not destinations):
             return []
-        now = now or utcnow()
-        until = now + lease
-        due = (
-            select(D.id)
-            .where(
-                or_(
-                    and_(D.state == DeliveryState.PENDING, D.next_attempt_at <= now),
-                    and_(D.state == DeliveryState.CLAIMED, D.lease_until < now),
-                )
-            )
-            .order_by(D.next_attempt_at, D.id)
-            .limit(limit)
+        at = now or utcnow()
+        wanted = None if destinations is None else list(destinations)
+        return await self._write(
+            lambda conn: self._tx_claim(conn, worker, limit, lease, wanted, at)
         )
+
+    def _tx_claim(
+        self,
+        conn: Connection,
+        worker: str,
+        limit: int,
+        lease: timedelta,
+        destinations: list[str] | None,
+        now: datetime,
+    ) -> list[Claim]:
+        params: dict[str, Any] = {
+            "now": now,
+            "limit": limit,
+            "worker": worker,
+            "until": now + lease,
+        }
         if destinations is not None:
-            due = due.where(D.destination.in_(list(destinations)))
-        async with self._transaction() as conn:
-            claimed = (
-                await conn.execute(
-                    update(deliveries)
-                    .where(D.id.in_(self._lock_due(due).scalar_subquery()))
-                    .values(
-                        state=DeliveryState.CLAIMED,
-                        lease_owner=worker,
-                        lease_until=until,
-                        attempts=D.attempts + 1,
-                        updated_at=now,
-                    )
-                    .returning(D.id, D.attempts)
-                )
-            ).all()
-            if not claimed:
-                return []
-            ids = [row.id for row in claimed]
-            # Attempts whose worker vanished (lease expired) end here.
-            await conn.execute(
-                update(attempts)
-                .where(attempts.c.delivery_id.in_(ids), attempts.c.finished_at.is_(None))
-                .values(
-                    finished_at=now,
-                    outcome="lease_expired",
-                    error="the worker's lease expired before it reported back",
-                )
-            )
-            await conn.execute(
-                insert(attempts),
-                [
-                    {
-                        "delivery_id": row.id,
-                        "number": row.attempts,
-                        "worker": worker,
-                        "started_at": now,
-                    }
-                    for row in claimed
-                ],
-            )
-            rows = (
-                await conn.execute(
-                    select(
-                        D.id,
-                        D.message_id,
-                        D.destination,
-                        D.attempts,
-                        D.lease_until,
-                        D.window_started_at,
-                        M.received_at,
-                        M.blob_sha256,
-                        M.content_kind,
-                        M.file_name,
-                        M.prozess_id,
-                        M.nachrichtentyp,
-                        M.message_element,
-                        M.partner_id,
-                    )
-                    .join(messages, M.id == D.message_id)
-                    .where(D.id.in_(ids))
-                    .order_by(D.next_attempt_at, D.id)
-                )
-            ).all()
+            params["destinations"] = destinations
+        claimed = conn.execute(self._sql.claim[destinations is not None], params).all()
+        if not claimed:
+            return []
+        ids = [row.id for row in claimed]
+        # Attempts whose worker vanished (lease expired) end here.
+        conn.execute(self._sql.expire_attempts, {"ids": ids, "now": now})
+        conn.execute(
+            self._sql.insert_attempts,
+            [
+                {"delivery_id": row.id, "number": row.attempts, "worker": worker, "started_at": now}
+                for row in claimed
+            ],
+        )
+        rows = conn.execute(self._sql.claimed, {"ids": ids}).all()
         return [
             Claim(
                 delivery_id=row.id,
@@ -286,6 +467,7 @@ class Journal:
                 window_started_at=row.window_started_at,
                 received_at=row.received_at,
                 blob_sha256=row.blob_sha256,
+                size=row.size,
                 content_kind=row.content_kind,
                 file_name=row.file_name,
                 prozess_id=row.prozess_id,
@@ -296,24 +478,55 @@ class Journal:
             for row in rows
         ]
 
-    def _lock_due(self, due: Select[Any]) -> Select[Any]:
-        """Backend hook: lock the due rows being claimed against other claimers."""
-        return due
-
     async def renew(self, claim: Claim, worker: str, lease: timedelta) -> Claim:
         """Extend a lease that is still ours.
 
         Raises:
             LeaseLost: another worker holds the delivery now, or it finished.
         """
+        renewed, lost = await self.renew_many([claim], worker, lease)
+        if lost:
+            raise lost[0][1]
+        return renewed[0]
+
+    async def renew_many(
+        self, claims: Sequence[Claim], worker: str, lease: timedelta
+    ) -> tuple[list[Claim], list[tuple[Claim, LeaseLost]]]:
+        """Extend the leases that are still ours, in one transaction.
+
+        Returns:
+            The renewed claims (with their new ``lease_until``), and the claims whose
+            lease was lost (another worker holds the delivery now, or it finished).
+        """
         until = utcnow() + lease
-        async with self._transaction() as conn:
-            result = await conn.execute(
-                update(deliveries).where(*self._ours(claim, worker)).values(lease_until=until)
-            )
-            if result.rowcount == 0:
-                raise LeaseLost(f"delivery {claim.delivery_id} is no longer leased to {worker}")
-        return claim.model_copy(update={"lease_until": until})
+
+        def renew(conn: Connection) -> list[bool]:
+            return [
+                conn.execute(
+                    self._sql.renew,
+                    {
+                        "b_id": claim.delivery_id,
+                        "b_worker": worker,
+                        "b_attempt": claim.attempt,
+                        "b_until": until,
+                    },
+                ).rowcount
+                > 0
+                for claim in claims
+            ]
+
+        held = await self._write(renew)
+        renewed = [
+            claim.model_copy(update={"lease_until": until})
+            for claim, ok in zip(claims, held, strict=True)
+            if ok
+        ]
+        lost = [
+            (claim, LeaseLost(f"delivery {claim.delivery_id} is no longer leased to {worker}"))
+            for claim, ok in zip(claims, held, strict=True)
+            if not ok
+        ]
+        return renewed, lost
 
     async def complete(self, claim: Claim, worker: str, *, now: datetime | None = None) -> None:
         """Mark a claimed delivery delivered.
@@ -349,14 +562,6 @@ class Journal:
         """
         await self._finish(claim, worker, DeliveryState.DEAD, outcome, reason, now)
 
-    def _ours(self, claim: Claim, worker: str) -> tuple[Any, ...]:
-        return (
-            D.id == claim.delivery_id,
-            D.state == DeliveryState.CLAIMED,
-            D.lease_owner == worker,
-            D.attempts == claim.attempt,
-        )
-
     async def _finish(
         self,
         claim: Claim,
@@ -367,47 +572,11 @@ class Journal:
         now: datetime | None,
         next_attempt_at: datetime | None = None,
     ) -> None:
-        now = now or utcnow()
-        values: dict[str, Any] = {
-            "state": state,
-            "lease_owner": None,
-            "lease_until": None,
-            "updated_at": now,
-            "last_error": error,
-        }
-        if state is DeliveryState.PENDING:
-            values["next_attempt_at"] = next_attempt_at or now
-        else:
-            values["finished_at"] = now
-        async with self._transaction() as conn:
-            result = await conn.execute(
-                update(deliveries).where(*self._ours(claim, worker)).values(**values)
-            )
-            if result.rowcount == 0:
-                raise LeaseLost(
-                    f"delivery {claim.delivery_id} attempt {claim.attempt} is no longer leased "
-                    f"to {worker}; its outcome {outcome!r} is discarded"
-                )
-            await conn.execute(
-                update(attempts)
-                .where(
-                    attempts.c.delivery_id == claim.delivery_id,
-                    attempts.c.number == claim.attempt,
-                    attempts.c.finished_at.is_(None),
-                )
-                .values(finished_at=now, outcome=outcome, error=error)
-            )
-            await self._event(
-                conn,
-                now,
-                claim.message_id,
-                claim.delivery_id,
-                f"delivery_{outcome}",
-                destination=claim.destination,
-                attempt=claim.attempt,
-                error=error,
-                next_attempt_at=next_attempt_at.isoformat() if next_attempt_at else None,
-            )
+        item = _Outcome(claim, worker, state, outcome, error, now or utcnow(), next_attempt_at)
+        await self._outcomes.submit(item)
+
+    async def _finish_batch(self, items: Sequence[_Outcome]) -> Sequence[BaseException | None]:
+        return await self._write(lambda conn: _tx_finish(conn, self._sql, items))
 
     async def replay(self, message_id: str, *, now: datetime | None = None) -> int:
         """Put a message's dead-lettered deliveries back in the queue with a fresh budget.
@@ -418,27 +587,31 @@ class Journal:
         Raises:
             NotFound: no such message.
         """
-        now = now or utcnow()
-        async with self._transaction() as conn:
-            if (await conn.execute(select(M.id).where(M.id == message_id))).first() is None:
+        at = now or utcnow()
+
+        def replay(conn: Connection) -> int:
+            if conn.execute(select(M.id).where(M.id == message_id)).first() is None:
                 raise NotFound(f"no message {message_id}")
-            result = await conn.execute(
+            result = conn.execute(
                 update(deliveries)
                 .where(D.message_id == message_id, D.state == DeliveryState.DEAD)
                 .values(
                     state=DeliveryState.PENDING,
                     attempts=0,
-                    next_attempt_at=now,
-                    window_started_at=now,
+                    next_attempt_at=at,
+                    window_started_at=at,
                     finished_at=None,
-                    updated_at=now,
+                    updated_at=at,
                 )
             )
             if result.rowcount:
-                await self._event(
-                    conn, now, message_id, None, "replayed", deliveries=result.rowcount
+                conn.execute(
+                    insert(events),
+                    _event_row(at, message_id, None, "replayed", deliveries=result.rowcount),
                 )
             return int(result.rowcount)
+
+        return await self._write(replay)
 
     # ------------------------------------------------------------------ views
 
@@ -471,103 +644,201 @@ class Journal:
 
     async def process(self, prozess_id: str) -> list[MessageView]:
         """Every message of one ProzessID (compared case-insensitively), oldest first."""
-        views = await self._views(
+        return await self._views(
             func.lower(M.prozess_id) == prozess_id.lower(), limit=10_000, newest_first=False
         )
-        return views
 
     async def counts(self) -> dict[str, int]:
         """Number of deliveries per state."""
-        async with self._transaction() as conn:
-            rows = (await conn.execute(select(D.state, func.count()).group_by(D.state))).all()
+        rows = await self._read(
+            lambda conn: conn.execute(select(D.state, func.count()).group_by(D.state)).all()
+        )
         return {row[0]: int(row[1]) for row in rows}
 
     async def _views(
         self, condition: Any, *, limit: int, offset: int = 0, newest_first: bool = True
     ) -> list[MessageView]:
         order = (M.received_at.desc(), M.id) if newest_first else (M.received_at, M.id)
-        async with self._transaction() as conn:
-            rows = (
-                await conn.execute(
-                    select(messages).where(condition).order_by(*order).limit(limit).offset(offset)
-                )
-            ).all()
-            if not rows:
-                return []
-            ids = [row.id for row in rows]
-            delivery_rows = (
-                await conn.execute(select(deliveries).where(D.message_id.in_(ids)).order_by(D.id))
-            ).all()
-            attempt_rows = (
-                (
-                    await conn.execute(
-                        select(attempts)
-                        .where(attempts.c.delivery_id.in_([d.id for d in delivery_rows]))
-                        .order_by(attempts.c.id)
-                    )
-                ).all()
-                if delivery_rows
-                else []
-            )
-        history: dict[int, list[AttemptView]] = {}
-        for row in attempt_rows:
-            history.setdefault(row.delivery_id, []).append(
-                AttemptView(
-                    number=row.number,
-                    worker=row.worker,
-                    started_at=row.started_at,
-                    finished_at=row.finished_at,
-                    outcome=row.outcome,
-                    error=row.error,
-                )
-            )
-        by_message: dict[str, list[DeliveryView]] = {}
-        for row in delivery_rows:
-            by_message.setdefault(row.message_id, []).append(
-                DeliveryView(
-                    destination=row.destination,
-                    state=DeliveryState(row.state),
-                    attempts=row.attempts,
-                    next_attempt_at=row.next_attempt_at,
-                    last_error=row.last_error,
-                    finished_at=row.finished_at,
-                    history=tuple(history.get(row.id, ())),
-                )
-            )
-        return [_message_view(row, by_message.get(row.id, [])) for row in rows]
+        query = select(messages).where(condition).order_by(*order).limit(limit).offset(offset)
+        return await self._read(lambda conn: _tx_views(conn, query))
 
-    # ------------------------------------------------------------------ plumbing
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._engine.begin() as conn:
-                yield conn
-        except (OperationalError, InterfaceError) as exc:
-            raise JournalUnavailable(_describe(exc)) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise JournalUnavailable(_describe(exc)) from exc
-            raise
+# ---------------------------------------------------------------------- transactions
 
-    @staticmethod
-    async def _event(
-        conn: AsyncConnection,
-        now: datetime,
-        message_id: str,
-        delivery_id: int | None,
-        kind: str,
-        **detail: Any,
-    ) -> None:
-        await conn.execute(
-            insert(events).values(
-                at=now,
-                message_id=message_id,
-                delivery_id=delivery_id,
-                kind=kind,
-                detail=json.dumps({k: v for k, v in detail.items() if v is not None}),
+
+def _find_existing(conn: Connection, sql: _Statements, message: NewMessage) -> Accepted | None:
+    """The earlier message this one repeats, if any (by Idempotency-Key or dedup key)."""
+    if message.idempotency_key is not None:
+        row = conn.execute(
+            sql.find_by_key, {"partner": message.partner_id, "key": message.idempotency_key}
+        ).first()
+        if row is not None:
+            _check_same_bytes(message, row.id, row.blob_sha256)
+            return Accepted(message_id=row.id, duplicate=True)
+    row = conn.execute(sql.find_by_dedup, {"dedup": message.dedup_key}).first()
+    return Accepted(message_id=row.id, duplicate=True) if row is not None else None
+
+
+def _in_batch(
+    message: NewMessage,
+    by_dedup: dict[str, str],
+    by_key: dict[tuple[str, str], tuple[str, str]],
+) -> Accepted | None:
+    """The same as ``_find_existing`` over the messages of the batch not yet inserted."""
+    if message.idempotency_key is not None:
+        found = by_key.get((message.partner_id, message.idempotency_key))
+        if found is not None:
+            _check_same_bytes(message, *found)
+            return Accepted(message_id=found[0], duplicate=True)
+    earlier = by_dedup.get(message.dedup_key)
+    return Accepted(message_id=earlier, duplicate=True) if earlier is not None else None
+
+
+def _check_same_bytes(message: NewMessage, earlier_id: str, earlier_sha256: str) -> None:
+    if earlier_sha256 != message.blob_sha256:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {message.idempotency_key!r} was used for message "
+            f"{earlier_id} with different content; use a new key for a new message"
+        )
+
+
+def _existing_or_raise(conn: Connection, sql: _Statements, item: _Acceptance) -> Accepted:
+    """After losing a unique-constraint race: the winner's id (there must be one)."""
+    found = _find_existing(conn, sql, item.message)
+    if found is None:
+        raise JournalError("the journal refused a new message for a reason other than a duplicate")
+    return found
+
+
+async def _outcome_of(call: Any) -> Accepted | BaseException:
+    try:
+        [outcome] = await call
+    except JournalUnavailable:
+        raise
+    except (IntegrityError, JournalError) as exc:
+        return exc
+    return outcome  # type: ignore[no-any-return]
+
+
+def _tx_finish(
+    conn: Connection, sql: _Statements, items: Sequence[_Outcome]
+) -> list[BaseException | None]:
+    """Record each outcome whose lease is still held; ``LeaseLost`` for the others."""
+    results: list[BaseException | None] = []
+    finished: list[dict[str, Any]] = []
+    new_events: list[dict[str, Any]] = []
+    for item in items:
+        claim = item.claim
+        pending = item.state is DeliveryState.PENDING
+        result = conn.execute(
+            sql.finish,
+            {
+                "b_id": claim.delivery_id,
+                "b_worker": item.worker,
+                "b_attempt": claim.attempt,
+                "b_state": item.state,
+                "b_now": item.now,
+                "b_error": item.error,
+                "b_next": (item.next_attempt_at or item.now) if pending else None,
+                "b_finished": None if pending else item.now,
+            },
+        )
+        if result.rowcount == 0:
+            results.append(
+                LeaseLost(
+                    f"delivery {claim.delivery_id} attempt {claim.attempt} is no longer leased "
+                    f"to {item.worker}; its outcome {item.outcome!r} is discarded"
+                )
+            )
+            continue
+        results.append(None)
+        finished.append(
+            {
+                "b_delivery": claim.delivery_id,
+                "b_number": claim.attempt,
+                "b_finished": item.now,
+                "b_outcome": item.outcome,
+                "b_error": item.error,
+            }
+        )
+        new_events.append(
+            _event_row(
+                item.now,
+                claim.message_id,
+                claim.delivery_id,
+                f"delivery_{item.outcome}",
+                destination=claim.destination,
+                attempt=claim.attempt,
+                error=item.error,
+                next_attempt_at=item.next_attempt_at.isoformat() if item.next_attempt_at else None,
             )
         )
+    if finished:
+        conn.execute(sql.finish_attempts, finished)
+        conn.execute(sql.insert_events, new_events)
+    return results
+
+
+def _tx_views(conn: Connection, query: Select[Any]) -> list[MessageView]:
+    rows = conn.execute(query).all()
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    delivery_rows = conn.execute(
+        select(deliveries).where(D.message_id.in_(ids)).order_by(D.id)
+    ).all()
+    attempt_rows = (
+        conn.execute(
+            select(attempts).where(A.delivery_id.in_([d.id for d in delivery_rows])).order_by(A.id)
+        ).all()
+        if delivery_rows
+        else []
+    )
+    history: dict[int, list[AttemptView]] = {}
+    for row in attempt_rows:
+        history.setdefault(row.delivery_id, []).append(
+            AttemptView(
+                number=row.number,
+                worker=row.worker,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+                outcome=row.outcome,
+                error=row.error,
+            )
+        )
+    by_message: dict[str, list[DeliveryView]] = {}
+    for row in delivery_rows:
+        by_message.setdefault(row.message_id, []).append(
+            DeliveryView(
+                destination=row.destination,
+                state=DeliveryState(row.state),
+                attempts=row.attempts,
+                next_attempt_at=row.next_attempt_at,
+                last_error=row.last_error,
+                finished_at=row.finished_at,
+                history=tuple(history.get(row.id, ())),
+            )
+        )
+    return [_message_view(row, by_message.get(row.id, [])) for row in rows]
+
+
+def _event_row(
+    at: datetime, message_id: str, delivery_id: int | None, kind: str, **detail: Any
+) -> dict[str, Any]:
+    return {
+        "at": at,
+        "message_id": message_id,
+        "delivery_id": delivery_id,
+        "kind": kind,
+        "detail": json.dumps({k: v for k, v in detail.items() if v is not None}),
+    }
+
+
+def _translated(exc: DBAPIError) -> BaseException:
+    """A lost or refused connection as ``JournalUnavailable``; anything else as it is."""
+    if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+        return JournalUnavailable(_describe(exc))
+    return exc
 
 
 def _describe(exc: DBAPIError) -> str:
@@ -615,49 +886,109 @@ def _message_view(row: Row[Any], deliveries_: list[DeliveryView]) -> MessageView
 
 
 class SqliteJournal(Journal):
-    """The embedded default: one SQLite file in WAL mode, one writer at a time.
+    """The embedded default: one SQLite file in WAL mode.
 
-    All work of a process goes through a single connection, so SQLite's one-writer
-    rule never surfaces as "database is locked"; ``synchronous=FULL`` makes every
-    commit durable before intake acknowledges it.
+    Writes run in one thread on one connection (``BEGIN IMMEDIATE``), reads in a
+    second thread on a second connection; ``synchronous=FULL`` makes every commit
+    durable before intake acknowledges it.
     """
+
+    def __init__(self, url: str, writer: Engine, reader: Engine | None) -> None:
+        super().__init__(url)
+        self._writer = writer
+        self._reader = reader
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="journal-writer")
+        self._read_thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="journal-reader") if reader else None
+        )
 
     @classmethod
     def create(cls, url: str) -> SqliteJournal:
-        """Engine for ``sqlite:///PATH``; the file's folder is created if missing."""
-        from pathlib import Path
-
-        from sqlalchemy import event
-        from sqlalchemy.pool import AsyncAdaptedQueuePool
-
+        """Engines for ``sqlite:///PATH``; the file's folder is created if missing."""
         path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
+        in_memory = path in ("", ":memory:")
+        if not in_memory:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(
-            "sqlite+aiosqlite:///" + path,
-            poolclass=AsyncAdaptedQueuePool,
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=60,
+        writer = _sqlite_engine(path, begin="BEGIN IMMEDIATE")
+        # An in-memory database exists once per connection: there, reads use the writer.
+        reader = None if in_memory else _sqlite_engine(path, begin="BEGIN")
+        return cls(url, writer, reader)
+
+    async def _write(self, transaction: Transaction[T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._write_thread, _run_transaction, self._writer, transaction
         )
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            for pragma in (
-                "journal_mode=WAL",
-                "synchronous=FULL",
-                "foreign_keys=ON",
-                "busy_timeout=10000",
-            ):
-                cursor.execute(f"PRAGMA {pragma}")
-            cursor.close()
+    async def _read(self, transaction: Transaction[T]) -> T:
+        if self._reader is None or self._read_thread is None:
+            return await self._write(transaction)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._read_thread, _run_transaction, self._reader, transaction
+        )
 
-        return cls(url, engine)
+    async def close(self) -> None:
+        """Finish pending writes, close both connections and stop their threads."""
+        await super().close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._write_thread, self._writer.dispose)
+        self._write_thread.shutdown()
+        if self._reader is not None and self._read_thread is not None:
+            await loop.run_in_executor(self._read_thread, self._reader.dispose)
+            self._read_thread.shutdown()
+
+
+def _sqlite_engine(path: str, *, begin: str) -> Engine:
+    """One connection (used by one thread only) that opens its transactions with ``begin``."""
+    engine = create_engine(
+        "sqlite:///" + path,
+        poolclass=StaticPool,
+        # Every use is a transaction that ends in commit or rollback: nothing to reset.
+        pool_reset_on_return=None,
+        connect_args={"check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level: SQLAlchemy's "begin" below decides how a
+        # transaction starts (pysqlite's own implicit BEGIN would be DEFERRED).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "foreign_keys=ON",
+            "busy_timeout=10000",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql(begin)
+
+    return engine
+
+
+def _run_transaction(engine: Engine, transaction: Transaction[T]) -> T:
+    """Run one transaction function (in the calling thread), errors translated."""
+    try:
+        with engine.begin() as conn:
+            return transaction(conn)
+    except DBAPIError as exc:
+        translated = _translated(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
 
 
 class PostgresJournal(Journal):
     """PostgreSQL: several gateway processes share one database."""
+
+    def __init__(self, url: str, engine: AsyncEngine) -> None:
+        super().__init__(url)
+        self._engine = engine
 
     @classmethod
     def create(cls, url: str) -> PostgresJournal:
@@ -668,5 +999,25 @@ class PostgresJournal(Journal):
         engine = create_async_engine(driver_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
         return cls(url, engine)
 
+    async def _write(self, transaction: Transaction[T]) -> T:
+        try:
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(transaction)
+        except DBAPIError as exc:
+            translated = _translated(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    async def close(self) -> None:
+        """Finish pending writes and release all connections."""
+        await super().close()
+        await self._engine.dispose()
+
     def _lock_due(self, due: Select[Any]) -> Select[Any]:
         return due.with_for_update(skip_locked=True)
+
+    def _lock_migrations(self, connection: Connection) -> None:
+        # Held until the migration's transaction commits: a second process starting
+        # at the same moment waits, then finds the schema current.
+        connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
