@@ -45,12 +45,14 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._tmp = root / "tmp"
+        self._addressed = root / "sha256"
         self._tmp.mkdir(parents=True, exist_ok=True)
         (root / "sha256").mkdir(exist_ok=True)
 
     def path(self, sha256: str) -> Path:
         """Where the blob with this digest lives (whether or not it exists)."""
-        return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
+        # One Path built from a string: this runs twice per message.
+        return Path(f"{self._addressed}/{sha256[:2]}/{sha256[2:4]}/{sha256}")
 
     def exists(self, sha256: str) -> bool:
         """Whether a committed blob with this digest exists."""

@@ -128,6 +128,9 @@ class _Statements:
             M.partner_id == bindparam("partner"), M.idempotency_key == bindparam("key")
         )
         self.find_by_dedup = select(M.id).where(M.dedup_key == bindparam("dedup"))
+        self.find_by_dedups = select(M.id, M.dedup_key).where(
+            M.dedup_key.in_(bindparam("keys", expanding=True))
+        )
         self.insert_messages = insert(messages)
         self.insert_deliveries = insert(deliveries)
         self.insert_events = insert(events)
@@ -345,11 +348,18 @@ class Journal:
         new_events: list[dict[str, Any]] = []
         by_dedup: dict[str, str] = {}
         by_key: dict[tuple[str, str], tuple[str, str]] = {}
+        # One look-up for the whole batch: which of these contents are stored already.
+        stored: dict[str, str] = {
+            row.dedup_key: row.id
+            for row in conn.execute(
+                self._sql.find_by_dedups, {"keys": [item.message.dedup_key for item in items]}
+            )
+        }
         for item in items:
             message = item.message
             try:
                 earlier = _in_batch(message, by_dedup, by_key) or _find_existing(
-                    conn, self._sql, message
+                    conn, self._sql, message, stored
                 )
             except IdempotencyConflict as exc:
                 outcomes.append(exc)
@@ -666,8 +676,16 @@ class Journal:
 # ---------------------------------------------------------------------- transactions
 
 
-def _find_existing(conn: Connection, sql: _Statements, message: NewMessage) -> Accepted | None:
-    """The earlier message this one repeats, if any (by Idempotency-Key or dedup key)."""
+def _find_existing(
+    conn: Connection,
+    sql: _Statements,
+    message: NewMessage,
+    stored: dict[str, str] | None = None,
+) -> Accepted | None:
+    """The earlier message this one repeats, if any (by Idempotency-Key or dedup key).
+
+    ``stored`` maps dedup keys to message ids when they were looked up already.
+    """
     if message.idempotency_key is not None:
         row = conn.execute(
             sql.find_by_key, {"partner": message.partner_id, "key": message.idempotency_key}
@@ -675,8 +693,12 @@ def _find_existing(conn: Connection, sql: _Statements, message: NewMessage) -> A
         if row is not None:
             _check_same_bytes(message, row.id, row.blob_sha256)
             return Accepted(message_id=row.id, duplicate=True)
-    row = conn.execute(sql.find_by_dedup, {"dedup": message.dedup_key}).first()
-    return Accepted(message_id=row.id, duplicate=True) if row is not None else None
+    if stored is not None:
+        earlier = stored.get(message.dedup_key)
+    else:
+        row = conn.execute(sql.find_by_dedup, {"dedup": message.dedup_key}).first()
+        earlier = None if row is None else row.id
+    return Accepted(message_id=earlier, duplicate=True) if earlier is not None else None
 
 
 def _in_batch(
@@ -966,7 +988,8 @@ def _sqlite_engine(path: str, *, begin: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql(begin)
+        # Straight to the driver: this runs for every transaction.
+        connection.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
 
     return engine
 
