@@ -39,6 +39,7 @@ from contracts.api import (
     SubmitResponse,
 )
 from contracts.config import GatewayConfig, PartnerConfig
+from contracts.journal import MessageView
 from contracts.xdomea import Finding
 from gateway.blobs import BlobStore
 from gateway.config import partner_for_token
@@ -306,22 +307,34 @@ async def list_messages(request: web.Request) -> web.Response:
             for e in exc.errors(include_url=False)
         )
         raise ApiProblem(400, "invalid-query", "Invalid query", problems_) from exc
+    partner = request[PARTNER]
     views = await request.app[JOURNAL].list_messages(
-        state=query.state, partner=query.partner, limit=query.limit, offset=query.offset
+        state=query.state,
+        partner=query.partner,
+        visible_to=(partner.id, partner.behoerdenkennung),
+        limit=query.limit,
+        offset=query.offset,
     )
     return _json(MessageList(messages=tuple(views), limit=query.limit, offset=query.offset))
 
 
 async def get_message(request: web.Request) -> web.Response:
     """``GET /v1/messages/{id}``: state, deliveries with their attempts, last error."""
-    view = await request.app[JOURNAL].get_message(request.match_info["id"])
+    message_id = request.match_info["id"]
+    view = await request.app[JOURNAL].get_message(message_id)
+    if not _visible(view, request[PARTNER]):
+        raise NotFound(f"no message {message_id}")
     return _json(view)
 
 
 async def retry_message(request: web.Request) -> web.Response:
     """``POST /v1/messages/{id}/retry``: put dead-lettered deliveries back in the queue."""
     message_id = request.match_info["id"]
-    replayed = await request.app[JOURNAL].replay(message_id)
+    journal = request.app[JOURNAL]
+    if (await journal.get_message(message_id)).partner_id != request[PARTNER].id:
+        # Only the sender decides whether its message is sent again.
+        raise NotFound(f"no message {message_id}")
+    replayed = await journal.replay(message_id)
     status_url = _message_url(request, message_id)
     if replayed == 0:
         raise ApiProblem(
@@ -338,7 +351,8 @@ async def retry_message(request: web.Request) -> web.Response:
 async def get_process(request: web.Request) -> web.Response:
     """``GET /v1/processes/{prozess_id}``: every message of one ProzessID, oldest first."""
     prozess_id = request.match_info["prozess_id"]
-    views = await request.app[JOURNAL].process(prozess_id)
+    partner = request[PARTNER]
+    views = [v for v in await request.app[JOURNAL].process(prozess_id) if _visible(v, partner)]
     if not views:
         raise ApiProblem(404, "not-found", "Not found", f"no message with ProzessID {prozess_id}")
     return _json(ProcessResponse(prozess_id=prozess_id, messages=tuple(views)))
@@ -351,6 +365,16 @@ async def health(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _visible(view: MessageView, partner: PartnerConfig) -> bool:
+    """A partner sees what it sent and what names it as Absender or Empfänger, nothing else.
+
+    Other partners' messages are answered 404, as if they did not exist: a Kommune
+    must not learn from this gateway which cases another Kommune sends where.
+    """
+    kennung = partner.behoerdenkennung
+    return view.partner_id == partner.id or kennung in (view.absender, view.empfaenger)
 
 
 def _json(body: BaseModel, *, status: int = 200, location: str | None = None) -> web.Response:

@@ -1,6 +1,6 @@
 """Test data for intake and the HTTP API: a gateway (Kommune B) with its partners and messages.
 
-Kommune B (060:4711) routes messages for itself to a filesystem destination
+Kommune B (060:4711) routes messages for itself (and for Kommune C) to a filesystem destination
 ``dms``. Two partners may send: Kommune A (060:0815, every version) and Kommune C
 (060:1234, only xdomea 3.1.0). Messages are built with the project's builders.
 """
@@ -64,7 +64,11 @@ def gateway_config(tmp_path: Path, *, max_body_bytes: int = 50 * 1024**2) -> Gat
         destinations={
             "dms": FilesystemDestination(type="filesystem", directory=tmp_path / "dms"),
         },
-        routes=(RouteConfig(empfaenger="060:4711", destination="dms"),),
+        routes=(
+            RouteConfig(empfaenger="060:4711", destination="dms"),
+            # B relays to C through the same transfer folder (messages addressed to C).
+            RouteConfig(empfaenger="060:1234", destination="dms"),
+        ),
     )
 
 

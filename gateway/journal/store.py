@@ -641,13 +641,24 @@ class Journal:
         *,
         state: MessageState | None = None,
         partner: str | None = None,
+        visible_to: tuple[str, str] | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[MessageView]:
-        """Messages, newest first, filtered by derived state and sending partner."""
+        """Messages, newest first, filtered by derived state and sending partner.
+
+        Args:
+            visible_to: ``(partner id, Behördenkennung)``: only messages that partner
+                sent, or whose Absender or Empfänger is that Behördenkennung.
+        """
         conditions: list[Any] = []
         if partner is not None:
             conditions.append(M.partner_id == partner)
+        if visible_to is not None:
+            partner_id, kennung = visible_to
+            conditions.append(
+                or_(M.partner_id == partner_id, M.absender == kennung, M.empfaenger == kennung)
+            )
         if state is not None:
             conditions.append(_state_condition(state))
         return await self._views(and_(true(), *conditions), limit=limit, offset=offset)

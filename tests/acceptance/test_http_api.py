@@ -403,13 +403,74 @@ async def test_messages_are_listed_by_state(client: Client, journal: Journal) ->
 
 
 async def test_messages_are_listed_by_partner(client: Client) -> None:
-    """partner=… lists only that partner's messages."""
-    await submit(client, bare_message())
+    """partner=… narrows the list to what that partner sent."""
+    to_c = await (await submit(client, bare_message(empfaenger=KOMMUNE_C))).json()
     from_c = await (await submit(client, bare_message(absender=KOMMUNE_C), token=TOKEN_C)).json()
 
-    listed = await (await read(client, "/v1/messages?partner=kommune-c")).json()
+    everything = await (await read(client, "/v1/messages", token=TOKEN_C)).json()
+    listed = await (await read(client, "/v1/messages?partner=kommune-c", token=TOKEN_C)).json()
 
+    assert {m["id"] for m in everything["messages"]} == {to_c["id"], from_c["id"]}
     assert [m["id"] for m in listed["messages"]] == [from_c["id"]]
+
+
+# ---------------------------------------------------------------------- who sees what
+
+
+async def test_a_partner_lists_only_messages_it_sent_or_is_named_in(client: Client) -> None:
+    """Kommune C's list holds C's message, not Kommune A's (which does not name C)."""
+    from_a = await (await submit(client, bare_message())).json()
+    from_c = await (await submit(client, bare_message(absender=KOMMUNE_C), token=TOKEN_C)).json()
+
+    seen_by_c = await (await read(client, "/v1/messages", token=TOKEN_C)).json()
+    asked_for_a = await (await read(client, "/v1/messages?partner=kommune-a", token=TOKEN_C)).json()
+
+    assert [m["id"] for m in seen_by_c["messages"]] == [from_c["id"]]
+    assert asked_for_a["messages"] == []
+    assert from_a["id"] not in [m["id"] for m in seen_by_c["messages"]]
+
+
+async def test_another_partners_message_is_404(client: Client) -> None:
+    """Kommune C cannot read Kommune A's message; it is answered as if it did not exist."""
+    from_a = await (await submit(client, bare_message())).json()
+
+    response = await read(client, f"/v1/messages/{from_a['id']}", token=TOKEN_C)
+
+    await problem(response, 404, "not-found")
+
+
+async def test_the_empfaenger_partner_sees_a_message_addressed_to_it(client: Client) -> None:
+    """A message whose Empfänger is Kommune C is visible to C, though A sent it."""
+    to_c = await (await submit(client, bare_message(empfaenger=KOMMUNE_C))).json()
+
+    response = await read(client, f"/v1/messages/{to_c['id']}", token=TOKEN_C)
+
+    assert response.status == 200
+    assert (await response.json())["partner_id"] == "kommune-a"
+
+
+async def test_the_process_view_hides_another_partners_messages(client: Client) -> None:
+    """Kommune C gets 404 for a ProzessID only Kommune A's messages carry."""
+    await submit(client, bare_message(prozess_id=PROZESS_ID))
+
+    response = await read(client, f"/v1/processes/{PROZESS_ID}", token=TOKEN_C)
+
+    await problem(response, 404, "not-found")
+
+
+async def test_a_partner_cannot_retry_another_partners_message(
+    client: Client, journal: Journal
+) -> None:
+    """Only the sender may put its dead-lettered message back in the queue."""
+    from_a = await (await submit(client, bare_message())).json()
+    await dead_letter_all(journal)
+
+    response = await client.post(
+        f"/v1/messages/{from_a['id']}/retry", headers={"Authorization": f"Bearer {TOKEN_C}"}
+    )
+
+    await problem(response, 404, "not-found")
+    assert (await journal.get_message(from_a["id"])).state == "dead"
 
 
 async def test_the_list_is_paged_newest_first(client: Client) -> None:
