@@ -371,8 +371,8 @@ def sessions_waiting_for_a_lock(database_url: str) -> int:
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE datname = current_database() AND wait_event_type = 'Lock'"
         ).fetchone()
-    assert row is not None
-    return int(str(row[0]))
+    assert row is not None and isinstance(row[0], int)
+    return row[0]
 
 
 @pytest.mark.xfail(
@@ -389,11 +389,13 @@ def test_processes_starting_at_once_on_an_empty_database_all_come_up(
 ) -> None:
     """Every serve process migrates at start; three starting together must all become healthy.
 
-    Started freely, the three only sometimes collide (two runs in three), so the
-    test makes "together" exact: the first migration step is held open (see
-    ``first_migration_held``) until all three wait behind it, then released. A
-    fix that serialises the upgrades without waiting on a lock makes the barrier
-    time out, and the processes are released anyway.
+    Started freely, the three collided in two of three trial runs, so the test
+    makes "together" exact: the first migration step is held open (see
+    ``first_migration_held``) until all three wait behind it, then released.
+    Serialised by a lock (an advisory lock in ``Journal.upgrade``), they wait
+    behind it just the same and then come up one after the other; a fix that
+    serialises them without waiting on a lock makes the barrier time out, and
+    the processes are released anyway.
     """
     gateways = start_gateways(tmp_path, empty_postgres_url, "http://127.0.0.1:9/v1/messages", 3)
     try:
