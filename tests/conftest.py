@@ -7,6 +7,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -105,21 +106,46 @@ def postgres_template() -> Iterator[str]:
         )
 
 
+@contextmanager
+def _database(prefix: str, template: str | None) -> Iterator[str]:
+    """A new database (a clone of ``template``, or empty), dropped when the block ends."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    if template is None:
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    else:
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template)
+        )
+    with _admin() as conn:
+        conn.execute(create)
+    try:
+        yield _database_url(name)
+    finally:
+        with _admin() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
 @pytest.fixture
 def postgres_url(postgres_template: str) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for one test (cloned from the template)."""
-    name = f"ikz_test_{uuid.uuid4().hex[:12]}"
-    with _admin() as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(postgres_template)
-            )
-        )
-    yield _database_url(name)
-    with _admin() as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with _database("ikz_test", postgres_template) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url(postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated database shared by one module's tests (a scenario run once)."""
+    with _database("ikz_test_module", postgres_template) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database without any table: not cloned from the template."""
+    with _database("ikz_test_empty", None) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
