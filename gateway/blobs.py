@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from pathlib import Path
 from gateway.errors import GatewayError
 
 _BUFFER = 1024 * 1024
+#: A staged upload nobody wrote to for this long belongs to a process that died.
+STALE_UPLOAD_SECONDS = 3600.0
 
 
 class BlobTooLarge(GatewayError):
@@ -131,10 +134,21 @@ class BlobStore:
         """Remove a staged blob that will not be committed."""
         staged.path.unlink(missing_ok=True)
 
-    def clean_staging(self) -> int:
-        """Remove leftovers of uploads interrupted by a crash; returns how many."""
+    def clean_staging(self, *, idle_seconds: float = STALE_UPLOAD_SECONDS) -> int:
+        """Remove leftovers of uploads interrupted by a crash; returns how many.
+
+        Several gateway processes may share one blob store, so an upload is a
+        leftover only when nobody has written to it for ``idle_seconds``: a
+        starting process must not delete what a running one is still receiving.
+        """
         removed = 0
+        cutoff = time.time() - idle_seconds
         for leftover in self._tmp.glob("*.part"):
+            try:
+                if leftover.stat().st_mtime >= cutoff:
+                    continue
+            except FileNotFoundError:
+                continue  # committed or discarded meanwhile
             leftover.unlink(missing_ok=True)
             removed += 1
         return removed

@@ -216,22 +216,20 @@ class _Statements:
     @staticmethod
     def _claim(lock_due: Callable[[Select[Any]], Select[Any]], *, restricted: bool) -> Any:
         now = bindparam("now", type_=UTCDateTime())
+        due_now = or_(
+            and_(D.state == DeliveryState.PENDING, D.next_attempt_at <= now),
+            and_(D.state == DeliveryState.CLAIMED, D.lease_until < now),
+        )
         due = (
-            select(D.id)
-            .where(
-                or_(
-                    and_(D.state == DeliveryState.PENDING, D.next_attempt_at <= now),
-                    and_(D.state == DeliveryState.CLAIMED, D.lease_until < now),
-                )
-            )
-            .order_by(D.next_attempt_at, D.id)
-            .limit(bindparam("limit"))
+            select(D.id).where(due_now).order_by(D.next_attempt_at, D.id).limit(bindparam("limit"))
         )
         if restricted:
             due = due.where(D.destination.in_(bindparam("destinations", expanding=True)))
         return (
             update(deliveries)
-            .where(D.id.in_(lock_due(due).scalar_subquery()))
+            # The outer condition repeats "due": should the lock ever not hold (a
+            # backend without SKIP LOCKED), a row claimed meanwhile is not claimed twice.
+            .where(D.id.in_(lock_due(due).scalar_subquery()), due_now)
             .values(
                 state=DeliveryState.CLAIMED,
                 lease_owner=bindparam("worker"),

@@ -375,13 +375,6 @@ def sessions_waiting_for_a_lock(database_url: str) -> int:
     return row[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Journal.upgrade does not serialise concurrent migrations on PostgreSQL: the "
-    "processes that lose the race to CREATE TABLE alembic_version exit 70 with "
-    "UniqueViolation pg_type_typname_nsp_index (fix planned: an advisory lock in upgrade)",
-)
 def test_processes_starting_at_once_on_an_empty_database_all_come_up(
     tmp_path: Path,
     empty_postgres_url: str,
