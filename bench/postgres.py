@@ -14,8 +14,11 @@ destination (``[worker] concurrency = 8`` each). A start gate keeps them from
 delivering until all k answer ``/v1/health``: the bench holds
 ``LOCK TABLE deliveries IN EXCLUSIVE MODE`` (plain reads still pass, so health
 answers; every claim waits). The clock runs from releasing that lock until the
-N-th file is in the transfer folder. Baseline: the 1-process rate of the same
-run, so ``ratio`` is the growth with processes. No target (informational).
+N-th file is in the transfer folder. Full runs do two rounds (1, 2, 4 processes,
+then 4, 2, 1) and pool them (messages over seconds); ``--quick`` does one.
+Baseline: the 1-process rate of the same run, so ``ratio`` is the growth with
+processes. No target (informational). The note adds the CPU seconds per message
+of the serve processes and of the PostgreSQL backends serving that database.
 
 (b) The journal's claim/complete throughput against procrastinate on the same
 server, same ``N``, same concurrency, each on a fresh database and warmed up on
@@ -29,7 +32,8 @@ nothing else happens in between) until a claim finds nothing. Both sides run in
 this process and connect through psycopg 3 with up to 20 pooled connections.
 Value: journal jobs/s over enqueue + execution; baseline: procrastinate's;
 target 1.0. Full runs alternate the order over 3 rounds; rates are pooled over
-the rounds, each phase is reported in the note.
+the rounds; each phase's rate and the CPU per job of this process (the client)
+and of the server's backends are in the note.
 """
 
 from __future__ import annotations
@@ -58,8 +62,6 @@ ADMIN_URL = os.environ.get(
 PROCESSES = (1, 2, 4)
 #: In-flight jobs on both sides of (b); also the serve processes' worker concurrency in (a).
 CONCURRENCY = 8
-#: Jobs of the untimed pass that warms each side up on its fresh database.
-WARMUP = 200
 TOKEN = "bench-postgres-token"
 _ROOT = Path(__file__).resolve().parent.parent
 _T = TypeVar("_T")
@@ -69,8 +71,10 @@ def run(quick: bool) -> Iterator[dict[str, Any]]:
     """Run (a) and (b); yield their result lines."""
     _quiet_logs()
     with tempfile.TemporaryDirectory(prefix="ikz-bench-postgres-") as tmp:
-        yield from _delivery(Path(tmp), 400 if quick else 3000, rounds=1 if quick else 2)
-    yield _claim_complete(1000 if quick else 5000, rounds=1 if quick else 3)
+        yield from _delivery(Path(tmp), 300 if quick else 3000, rounds=1 if quick else 2)
+    yield _claim_complete(
+        600 if quick else 5000, rounds=1 if quick else 3, warmup=100 if quick else 200
+    )
 
 
 def _quiet_logs() -> None:
@@ -518,14 +522,14 @@ def _new_messages(count: int) -> list[Any]:
     ]
 
 
-async def _journal_side(url: str, count: int) -> _Phases:
+async def _journal_side(url: str, count: int, warmup: int) -> _Phases:
     """Accept ``count`` messages, then claim and complete every delivery; after a warm-up."""
     from gateway.journal.store import Journal
 
     journal = Journal.from_url(url)
     try:
         await journal.upgrade()
-        for jobs in (WARMUP, count):
+        for jobs in (warmup, count):
             messages = _new_messages(jobs)
             phases = await _timed(
                 url,
@@ -533,7 +537,7 @@ async def _journal_side(url: str, count: int) -> _Phases:
                 lambda: _journal_worker(journal),
             )
         counts = await journal.counts()
-        if counts != {"delivered": WARMUP + count}:
+        if counts != {"delivered": warmup + count}:
             raise RuntimeError(f"journal ended with {counts}")
     finally:
         await journal.close()
@@ -574,7 +578,7 @@ async def _journal_worker(journal: Any) -> None:
         raise errors[0]
 
 
-async def _procrastinate_side(url: str, count: int) -> _Phases:
+async def _procrastinate_side(url: str, count: int, warmup: int) -> _Phases:
     """Defer ``count`` no-op jobs, then run a worker until the queue is empty; after a warm-up."""
     import procrastinate
 
@@ -589,7 +593,7 @@ async def _procrastinate_side(url: str, count: int) -> _Phases:
 
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
-        for jobs in (WARMUP, count):
+        for jobs in (warmup, count):
             phases = await _timed(
                 url,
                 _concurrently(range(jobs), lambda _: noop.defer_async()),
@@ -602,19 +606,19 @@ async def _procrastinate_side(url: str, count: int) -> _Phases:
                 ),
             )
     succeeded = _query(url, "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'")
-    if succeeded[0][0] != WARMUP + count:
-        raise RuntimeError(f"procrastinate finished {succeeded[0][0]} of {WARMUP + count} jobs")
+    if succeeded[0][0] != warmup + count:
+        raise RuntimeError(f"procrastinate finished {succeeded[0][0]} of {warmup + count} jobs")
     phases.jobs = count
     return phases
 
 
-_SIDES: dict[str, Callable[[str, int], Coroutine[Any, Any, _Phases]]] = {
+_SIDES: dict[str, Callable[[str, int, int], Coroutine[Any, Any, _Phases]]] = {
     "journal": _journal_side,
     "procrastinate": _procrastinate_side,
 }
 
 
-def _claim_complete(count: int, *, rounds: int) -> dict[str, Any]:
+def _claim_complete(count: int, *, rounds: int, warmup: int) -> dict[str, Any]:
     """Result line of part (b): alternating rounds, each side on a fresh database each time."""
     pooled = {side: _Phases() for side in _SIDES}
     ratios = []
@@ -623,7 +627,7 @@ def _claim_complete(count: int, *, rounds: int) -> dict[str, Any]:
         this_round: dict[str, _Phases] = {}
         for side in order:
             with _fresh_database(side) as name:
-                this_round[side] = asyncio.run(_SIDES[side](_url(name), count))
+                this_round[side] = asyncio.run(_SIDES[side](_url(name), count, warmup))
             pooled[side].add(this_round[side])
         ratios.append(this_round["journal"].rate / this_round["procrastinate"].rate)
     journal, baseline = pooled["journal"], pooled["procrastinate"]
@@ -636,10 +640,11 @@ def _claim_complete(count: int, *, rounds: int) -> dict[str, Any]:
         "target": 1.0,
         "jobs": count,
         "rounds": rounds,
+        "warmup": warmup,
         "round_ratios": [round(r, 3) for r in ratios],
         "note": (
             f"{count} jobs per round, {rounds} round(s) alternating who goes first, pooled; "
-            f"concurrency {CONCURRENCY} on both sides, fresh database and a {WARMUP}-job warm-up "
+            f"concurrency {CONCURRENCY} on both sides, fresh database and a {warmup}-job warm-up "
             f"per side and round; journal (accept with one destination; claim up to the free "
             f"slots + complete): {journal.describe()}; procrastinate (defer_async; worker "
             f"wait=False, no-op async task): {baseline.describe()}; median round ratio "
