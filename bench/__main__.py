@@ -18,6 +18,7 @@ BENCHMARKS = {
     "validate": "bench.validate",
     "container": "bench.container",
     "runtime": "bench.runtime",
+    "postgres": "bench.postgres",
 }
 
 

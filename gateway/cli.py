@@ -560,6 +560,21 @@ def _print_message_view(view: Any, *, detailed: bool) -> None:
 # --------------------------------------------------------------------------- demo
 
 
+def _demo_journal_url(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    """Refuse an unsupported ``--journal`` URL before anything runs (exit code 2)."""
+    if value is None:
+        return None
+    from gateway.demo_journals import check_url
+    from gateway.errors import JournalError
+
+    try:
+        return check_url(value)
+    except JournalError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 @cli.command()
 @click.option(
     "--scenario",
@@ -585,10 +600,28 @@ def _print_message_view(view: Any, *, detailed: bool) -> None:
     show_default=True,
     help="xdomea version of the container the demo builds.",
 )
-def demo(scenario: str, container: Path | None, workdir: Path | None, xdomea_version: str) -> None:
+@click.option(
+    "--journal",
+    metavar="URL",
+    callback=_demo_journal_url,
+    help=(
+        "Where both gateways' journals go: sqlite:///PATH (two files beside PATH) or "
+        "postgresql://USER@HOST:PORT/DB (two fresh databases on that server, created "
+        "through DB). Removed at the end unless --workdir is given. "
+        "Default: a SQLite file in each gateway's folder."
+    ),
+)
+def demo(
+    scenario: str,
+    container: Path | None,
+    workdir: Path | None,
+    xdomea_version: str,
+    journal: str | None,
+) -> None:
     """Run an end-to-end Abgabe between two Kommunen and check every document and receipt.
 
-    Exits 0 only when every document arrived bit-identical and every receipt arrived.
+    Exits 0 only when every document arrived bit-identical and every receipt arrived;
+    2 when the journals cannot be set up (unsupported URL, unreachable server).
     """
     import tempfile
 
@@ -597,12 +630,24 @@ def demo(scenario: str, container: Path | None, workdir: Path | None, xdomea_ver
     click.echo(f"ikz-gateway demo: scenario {scenario}")
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-        passed = run_demo(workdir, container=container, version=xdomea_version, echo=click.echo)
+        # --workdir keeps everything, journals included: its gateway.toml files use them.
+        passed = run_demo(
+            workdir,
+            container=container,
+            version=xdomea_version,
+            echo=click.echo,
+            journal=journal,
+            keep_journals=True,
+        )
         click.echo(f"  files kept in {workdir}")
     else:
         with tempfile.TemporaryDirectory(prefix="ikz-demo-") as tmp:
             passed = run_demo(
-                Path(tmp), container=container, version=xdomea_version, echo=click.echo
+                Path(tmp),
+                container=container,
+                version=xdomea_version,
+                echo=click.echo,
+                journal=journal,
             )
     sys.exit(0 if passed else 1)
 

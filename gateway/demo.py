@@ -6,8 +6,10 @@ document and answers with 0403/0402, and A correlates those receipts. The run
 passes only if every document arrives bit-identical (SHA-256) and every expected
 receipt arrives, validates and reports success.
 
-Each Kommune runs its own gateway (own gateway.toml, SQLite journal, blob store,
-HTTP API and delivery worker) on loopback; messages travel A → B and receipts
+Each Kommune runs its own gateway (own gateway.toml, journal, blob store, HTTP API
+and delivery worker) on loopback. The journals are SQLite files in the gateways'
+folders, or, with ``--journal``, fresh ones derived from a SQLite or PostgreSQL URL
+and removed at the end (``demo_journals``); messages travel A → B and receipts
 B → A through them. The receipts are still written by the demo in B's role; the
 gateway producing them itself comes with the Abgabe process issue.
 """
@@ -28,6 +30,7 @@ from adapters.xdomea.validation import check_message
 from contracts.xdomea import Kontakt, Nachricht, Schriftgutobjekt, Severity
 from gateway import demo_data
 from gateway.demo_gateways import Node, two_gateways, wait_for_files
+from gateway.demo_journals import DemoJournals, demo_journals
 from gateway.errors import SchemaNotInstalled
 from schemas.loader import default_loader
 
@@ -65,13 +68,67 @@ class Journey:
 
 
 def run_demo(
-    workdir: Path, *, container: Path | None = None, version: str = "3.1.0", echo: Echo = print
+    workdir: Path,
+    *,
+    container: Path | None = None,
+    version: str = "3.1.0",
+    echo: Echo = print,
+    journal: str | None = None,
+    keep_journals: bool = False,
 ) -> bool:
-    """Run the Abgabe scenario in ``workdir``; return whether every check passed."""
-    return asyncio.run(_run(workdir, container=container, version=version, echo=echo))
+    """Run the Abgabe scenario in ``workdir``; return whether every check passed.
+
+    Args:
+        workdir: where both gateways keep their files.
+        container: send this container instead of building one.
+        version: xdomea version of the container the demo builds.
+        echo: where the report goes, line by line.
+        journal: ``sqlite:///PATH`` or ``postgresql://…`` from which both gateways'
+            journals are derived (see ``demo_journals``); ``None``: SQLite in ``workdir``.
+        keep_journals: leave derived journals in place at the end (else removed).
+
+    Raises:
+        JournalUnavailable: the journal server cannot be reached.
+        JournalError: the journal URL is unsupported or its journals cannot be created.
+        SchemaNotInstalled: no xdomea schemas are installed.
+    """
+    return asyncio.run(
+        _with_journals(
+            workdir,
+            container=container,
+            version=version,
+            echo=echo,
+            journal=journal,
+            keep=keep_journals,
+        )
+    )
 
 
-async def _run(workdir: Path, *, container: Path | None, version: str, echo: Echo) -> bool:
+async def _with_journals(
+    workdir: Path,
+    *,
+    container: Path | None,
+    version: str,
+    echo: Echo,
+    journal: str | None,
+    keep: bool,
+) -> bool:
+    # The journals exist before anything else happens, so an unreachable server
+    # fails the demo at once, and they are removed however the run ends.
+    async with demo_journals(journal, keep=keep, echo=echo) as journals:
+        return await _run(
+            workdir, container=container, version=version, echo=echo, journals=journals
+        )
+
+
+async def _run(
+    workdir: Path,
+    *,
+    container: Path | None,
+    version: str,
+    echo: Echo,
+    journals: DemoJournals,
+) -> bool:
     journey = Journey(echo)
     installed = default_loader().installed_versions()
     journey.step("1. Schemas")
@@ -96,9 +153,14 @@ async def _run(workdir: Path, *, container: Path | None, version: str, echo: Ech
         return _result(journey)
 
     journey.step("3. Gateway A delivers to gateway B (HTTP on loopback, journaled both sides)")
-    async with two_gateways(workdir, kennung_a, kennung_b) as (gateway_a, gateway_b):
+    async with two_gateways(workdir, kennung_a, kennung_b, journals=journals.urls) as (
+        gateway_a,
+        gateway_b,
+    ):
         journey.info(f"gateway A: {gateway_a.folder / 'gateway.toml'}")
+        journey.info(f"  journal {journals.describe('a')}")
         journey.info(f"gateway B: {gateway_b.folder / 'gateway.toml'}")
+        journey.info(f"  journal {journals.describe('b')}")
         accepted = await gateway_a.send(Path(sent.path))
         journey.info(f"A accepted message {accepted.message_id}")
         found = await wait_for_files(gateway_b.local_folder, 1)

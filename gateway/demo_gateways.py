@@ -1,7 +1,8 @@
 """Two real gateways on loopback for the demo: Kommune A and Kommune B.
 
 Each gets its own ``gateway.toml`` (written into the work directory so a user can
-read and reuse it), SQLite journal, blob store and HTTP port. A routes messages for
+read and reuse it), journal (by default a SQLite file in its folder; any journal
+URL the caller gives, see ``demo_journals``), blob store and HTTP port. A routes messages for
 B to B's ``/v1/messages`` and messages for itself into ``kommune-a/inbox``; B
 routes messages for itself into its DMS transfer folder and messages for A back
 to A. Tokens are random per run and reach the gateways through environment
@@ -11,10 +12,11 @@ variables, as in production.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,7 @@ id = "{node_id}"
 behoerdenkennung = "{kennung}"
 
 [storage]
-journal = "sqlite:///data/journal.db"
+journal = {journal}
 blobs = "data/blobs"
 
 [http]
@@ -99,11 +101,28 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+#: Each gateway's own SQLite file; relative paths resolve against its gateway.toml.
+DEFAULT_JOURNAL = "sqlite:///data/journal.db"
+
+
 @asynccontextmanager
 async def two_gateways(
-    workdir: Path, kennung_a: str, kennung_b: str
+    workdir: Path,
+    kennung_a: str,
+    kennung_b: str,
+    *,
+    journals: Mapping[str, str | None] | None = None,
 ) -> AsyncIterator[tuple[Node, Node]]:
-    """Write both configurations, start both gateways, stop them at the end."""
+    """Write both configurations, start both gateways, stop them at the end.
+
+    Args:
+        workdir: where each gateway gets its folder (``kommune-a``, ``kommune-b``).
+        kennung_a: A's Behördenkennung (``Präfix:Kennung``).
+        kennung_b: B's Behördenkennung.
+        journals: journal URL per gateway (``"a"``, ``"b"``); missing or ``None``: a
+            SQLite file in the gateway's folder.
+    """
+    journals = journals or {}
     ports = {"a": _free_port(), "b": _free_port()}
     tokens = {"a": secrets.token_urlsafe(24), "b": secrets.token_urlsafe(24)}
     env = {"a": "IKZ_DEMO_TOKEN_A_TO_B", "b": "IKZ_DEMO_TOKEN_B_TO_A"}
@@ -124,6 +143,8 @@ async def two_gateways(
             path.write_text(
                 _CONFIG.format(
                     path=path,
+                    # A JSON string is a valid TOML basic string: quotes and escapes done.
+                    journal=json.dumps(journals.get(key) or DEFAULT_JOURNAL),
                     node_id=node_id,
                     kennung=kennung,
                     port=ports[key],

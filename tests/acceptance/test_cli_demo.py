@@ -6,10 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from adapters.xdomea.container import write_container
-from tests.conftest import SHARED_SAMPLES
+from tests.conftest import POSTGRES_ADMIN_URL, SHARED_SAMPLES
 from tests.zipcraft import MESSAGE_NAME, SAMPLE_DATEINAME, Entry, write_zip
 
 
@@ -60,3 +63,77 @@ def test_demo_refuses_an_invalid_container_and_exits_1(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "FAIL" in result.stdout and "is missing from the container" in result.stdout
+
+
+def _demo_databases(base: str) -> set[str]:
+    """Databases on the test server whose names the demo derives from ``base``."""
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{base}_demo_%",)
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def _drop(names: set[str]) -> None:
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        for name in names:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def test_demo_on_postgresql_passes_and_drops_its_databases() -> None:
+    """With --journal postgresql://… both gateways journal in fresh databases, dropped at the end."""
+    base = make_url(POSTGRES_ADMIN_URL).database
+    before = _demo_databases(base)
+
+    result = run("demo", "--journal", POSTGRES_ADMIN_URL)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASSED" in result.stdout
+    assert result.stdout.count("journal postgresql://") == 2
+    assert "demo databases dropped" in result.stdout
+    assert _demo_databases(base) == before
+
+
+def test_demo_with_workdir_keeps_its_postgresql_databases(tmp_path: Path) -> None:
+    """With --workdir the databases stay, so the written gateway.toml files still work."""
+    base = make_url(POSTGRES_ADMIN_URL).database
+    before = _demo_databases(base)
+    try:
+        result = run("demo", "--journal", POSTGRES_ADMIN_URL, "--workdir", str(tmp_path))
+        kept = _demo_databases(base) - before
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert len(kept) == 2 and "demo databases kept" in result.stdout
+        status = run("status", "--config", str(tmp_path / "kommune-b" / "gateway.toml"))
+        assert status.returncode == 0 and "delivered" in status.stdout, status.stderr
+    finally:
+        _drop(_demo_databases(base) - before)
+
+
+def test_demo_with_a_sqlite_journal_url_removes_the_derived_files(tmp_path: Path) -> None:
+    """With --journal sqlite:///PATH each gateway gets its own file beside PATH, removed at the end."""
+    result = run("demo", "--journal", f"sqlite:///{tmp_path / 'journal.db'}")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(f"journal sqlite:///{tmp_path}/journal_demo_") == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://postgres@127.0.0.1:1/postgres", "cannot connect to PostgreSQL"),
+        ("mysql://user:secret@127.0.0.1/db", "unsupported journal URL"),
+        ("sqlite:///", "names no file"),
+    ],
+)
+def test_demo_refuses_an_unusable_journal_with_exit_2(url: str, message: str) -> None:
+    """An unreachable server or an unsupported URL ends the demo with a clear error and exit 2."""
+    result = run("demo", "--journal", url)
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "secret" not in result.stdout + result.stderr
