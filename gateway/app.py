@@ -67,6 +67,7 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
         for destination in destinations.values():
             await destination.close()
         await journal.close()
+        blobs.close()
 
     app.cleanup_ctx.append(resources)
     if workers:
@@ -146,15 +147,17 @@ async def send_file(config: GatewayConfig, path: Path) -> Accepted:
     A running ``serve`` process on the same journal picks it up and delivers it.
     """
     journal = Journal.from_url(config.storage.journal)
+    blobs = BlobStore(config.storage.blobs)
     try:
         await journal.upgrade()
-        intake = Intake(config, journal, BlobStore(config.storage.blobs))
+        intake = Intake(config, journal, blobs)
         return await intake.submit(
             _file_chunks(path),
             Submission(partner=local_sender(config), channel="cli", file_name=path.name),
         )
     finally:
         await journal.close()
+        blobs.close()
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:

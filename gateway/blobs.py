@@ -16,15 +16,22 @@ import hashlib
 import os
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: a dead process's staging folder is not cleaned up
+    fcntl = None  # type: ignore[assignment]
+
 from gateway.errors import GatewayError
 
 _BUFFER = 1024 * 1024
-#: A staged upload nobody wrote to for this long belongs to a process that died.
+#: A loose staged upload nobody wrote to for this long belongs to a process that died.
 STALE_UPLOAD_SECONDS = 3600.0
+_LOCK = ".lock"
 
 
 class BlobTooLarge(GatewayError):
@@ -43,14 +50,34 @@ class StagedBlob:
 
 
 class BlobStore:
-    """Blobs under one root folder, addressed by SHA-256."""
+    """Blobs under one root folder, addressed by SHA-256.
+
+    Several processes may share the root. Each store stages its uploads in its own
+    folder ``tmp/<random>/``, holding an exclusive ``flock`` on ``.lock`` in it for
+    as long as it is open; the kernel drops the lock when the process dies. So a
+    staging folder whose lock can be taken belongs to nobody alive, and
+    ``clean_staging`` removes it, at once after a crash and never under a live
+    upload.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._tmp = root / "tmp"
         self._addressed = root / "sha256"
         self._tmp.mkdir(parents=True, exist_ok=True)
-        (root / "sha256").mkdir(exist_ok=True)
+        self._addressed.mkdir(exist_ok=True)
+        self._staging = self._tmp / uuid.uuid4().hex
+        self._staging.mkdir()
+        fd = _hold_lock(self._staging / _LOCK)
+        # A store dropped without close() still releases its lock when collected.
+        self._release = weakref.finalize(self, os.close, fd) if fd is not None else None
+
+    def close(self) -> None:
+        """Release this store's staging folder (removed when no upload is left in it)."""
+        if self._release is None or not self._release.alive:
+            return
+        _remove_if_unused(self._staging)
+        self._release()
 
     def path(self, sha256: str) -> Path:
         """Where the blob with this digest lives (whether or not it exists)."""
@@ -71,7 +98,7 @@ class BlobStore:
         Raises:
             BlobTooLarge: more than ``max_bytes`` arrived (nothing is left behind).
         """
-        path = self._tmp / f"{uuid.uuid4().hex}.part"
+        path = self._staging / f"{uuid.uuid4().hex}.part"
         digest = hashlib.sha256()
         size = 0
         buffer = bytearray()
@@ -135,23 +162,74 @@ class BlobStore:
         staged.path.unlink(missing_ok=True)
 
     def clean_staging(self, *, idle_seconds: float = STALE_UPLOAD_SECONDS) -> int:
-        """Remove leftovers of uploads interrupted by a crash; returns how many.
+        """Remove what stores of dead processes left in staging; returns how many uploads.
 
-        Several gateway processes may share one blob store, so an upload is a
-        leftover only when nobody has written to it for ``idle_seconds``: a
-        starting process must not delete what a running one is still receiving.
+        A staging folder whose lock nobody holds is removed with its uploads. Loose
+        ``.part`` files directly in ``tmp/`` (from older versions, or where the file
+        system has no ``flock``) go only when nobody wrote to them for
+        ``idle_seconds``.
         """
         removed = 0
         cutoff = time.time() - idle_seconds
-        for leftover in self._tmp.glob("*.part"):
-            try:
-                if leftover.stat().st_mtime >= cutoff:
-                    continue
-            except FileNotFoundError:
-                continue  # committed or discarded meanwhile
-            leftover.unlink(missing_ok=True)
-            removed += 1
+        for entry in self._tmp.iterdir():
+            if entry == self._staging:
+                continue
+            if entry.is_dir():
+                removed += _remove_if_abandoned(entry)
+            elif entry.name.endswith(".part"):
+                try:
+                    if entry.stat().st_mtime >= cutoff:
+                        continue
+                except FileNotFoundError:
+                    continue  # committed or discarded meanwhile
+                entry.unlink(missing_ok=True)
+                removed += 1
         return removed
+
+
+def _hold_lock(path: Path) -> int | None:
+    """Open ``path`` and hold an exclusive lock on it; the descriptor (None without flock)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    if fcntl is None:
+        os.close(fd)
+        return None
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _remove_if_abandoned(folder: Path) -> int:
+    """Remove a staging folder whose owner is gone; how many uploads it held (0: in use)."""
+    if fcntl is None:
+        return 0
+    try:
+        fd = os.open(folder / _LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        fd = None  # its owner died before taking the lock, or it is being removed
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # a live store stages here
+        uploads = [p for p in folder.iterdir() if p.name != _LOCK]
+        for path in uploads:
+            path.unlink(missing_ok=True)
+        (folder / _LOCK).unlink(missing_ok=True)
+        folder.rmdir()
+        return len(uploads)
+    except FileNotFoundError:
+        return 0  # another process cleaned it at the same moment
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _remove_if_unused(folder: Path) -> None:
+    """Remove our own staging folder on close, unless an upload is still in it."""
+    if any(p.name != _LOCK for p in folder.iterdir()):
+        return  # left for clean_staging once our lock is gone
+    (folder / _LOCK).unlink(missing_ok=True)
+    folder.rmdir()
 
 
 def _write_new(path: Path, data: bytes) -> None:

@@ -18,7 +18,6 @@ content-addressed, so a retry of the same upload reuses it.
 
 from __future__ import annotations
 
-import asyncio
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -31,6 +30,7 @@ from contracts.config import GatewayConfig, PartnerConfig
 from contracts.journal import Accepted, NewMessage
 from contracts.xdomea import Finding, Kontakt, Nachricht, Severity
 from gateway.blobs import BlobStore, BlobTooLarge, StagedBlob
+from gateway.blocking import run_cpu_bound
 from gateway.errors import (
     GatewayError,
     IdempotencyConflict,
@@ -176,7 +176,7 @@ class Intake:
 
     async def _read(self, staged: StagedBlob) -> tuple[Nachricht, str]:
         """Classify the staged upload; the message view and content kind when it is valid."""
-        check, nachricht = await asyncio.to_thread(_classify, staged, self._limits)
+        check, nachricht = await run_cpu_bound(_classify, staged, self._limits)
         if check.verdict is Verdict.UNUSABLE or nachricht is None or check.kind is None:
             raise _refusal(check, staged)
         return nachricht, check.kind

@@ -17,11 +17,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from lxml import etree
 
 from gateway.errors import SchemaError
 from schemas import catalog
 from schemas.store import SchemaStore
+
+log = structlog.get_logger(__name__)
 
 BASE = "ikz-schema:///"
 _XS = "{http://www.w3.org/2001/XMLSchema}"
@@ -79,7 +82,14 @@ def _compile(version: str, files: dict[str, bytes], path: str) -> etree.XMLSchem
                 + ", which is not part of the installed catalog; the gateway never loads "
                 "schemas from elsewhere"
             ) from exc
-        raise SchemaError(f"xdomea {version} schema {path} does not compile: {exc}") from exc
+        error = (
+            _SpuriousIncludeFailure if "Failed to load the document" in str(exc) else SchemaError
+        )
+        raise error(f"xdomea {version} schema {path} does not compile: {exc}") from exc
+
+
+class _SpuriousIncludeFailure(SchemaError):
+    """libxml2 could not load an include although the resolver holds its verified bytes."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,15 @@ class SchemaLoader:
         if compiled is None:
             files = self.version(version).files
             with self._compile_lock:
-                compiled = _compile(version, files, path)
+                try:
+                    compiled = _compile(version, files, path)
+                except _SpuriousIncludeFailure as exc:
+                    # Seen twice, under heavy load, right after a process started; never
+                    # reproduced. A schema that is really broken fails the second time too.
+                    log.warning(
+                        "schema_compile_retried", version=version, path=path, error=str(exc)
+                    )
+                    compiled = _compile(version, files, path)
             cache[path] = compiled
         return compiled
 

@@ -134,5 +134,5 @@ async def chunks_of(data: bytes, size: int = 4096) -> AsyncIterator[bytes]:
 
 
 def blob_files(root: Path) -> list[Path]:
-    """Every file in a blob store: staged uploads and committed blobs."""
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    """Every file in a blob store: staged uploads and committed blobs (not staging locks)."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != ".lock")

@@ -270,8 +270,15 @@ class Journal:
 
     # ------------------------------------------------------------------ backend hooks
 
-    async def _write(self, transaction: Transaction[T]) -> T:
-        """Run ``transaction`` in a read-write transaction; commit, or roll back on error."""
+    async def _write(self, transaction: Transaction[T], *, durable: bool = True) -> T:
+        """Run ``transaction`` in a read-write transaction; commit, or roll back on error.
+
+        Args:
+            durable: the commit is on disk before this returns (what intake promises).
+                ``False`` for bookkeeping a power failure may lose because losing it
+                only repeats a delivery (claims, leases, outcomes): the commit skips
+                the flush, and the next durable commit flushes it along.
+        """
         raise NotImplementedError
 
     async def _read(self, transaction: Transaction[T]) -> T:
@@ -430,8 +437,9 @@ class Journal:
             return []
         at = now or utcnow()
         wanted = None if destinations is None else list(destinations)
+        # Not durable: a claim lost to a power failure leaves the delivery due again.
         return await self._write(
-            lambda conn: self._tx_claim(conn, worker, limit, lease, wanted, at)
+            lambda conn: self._tx_claim(conn, worker, limit, lease, wanted, at), durable=False
         )
 
     def _tx_claim(
@@ -509,8 +517,10 @@ class Journal:
         until = utcnow() + lease
 
         def renew(conn: Connection) -> list[bool]:
-            return [
-                conn.execute(
+            # Rows in id order, as every multi-row update here: two transactions of
+            # one process (a renewal and a batch of outcomes) never deadlock.
+            held = {
+                claim.delivery_id: conn.execute(
                     self._sql.renew,
                     {
                         "b_id": claim.delivery_id,
@@ -520,10 +530,11 @@ class Journal:
                     },
                 ).rowcount
                 > 0
-                for claim in claims
-            ]
+                for claim in sorted(claims, key=lambda c: c.delivery_id)
+            }
+            return [held[claim.delivery_id] for claim in claims]
 
-        held = await self._write(renew)
+        held = await self._write(renew, durable=False)
         renewed = [
             claim.model_copy(update={"lease_until": until})
             for claim, ok in zip(claims, held, strict=True)
@@ -584,7 +595,9 @@ class Journal:
         await self._outcomes.submit(item)
 
     async def _finish_batch(self, items: Sequence[_Outcome]) -> Sequence[BaseException | None]:
-        return await self._write(lambda conn: _tx_finish(conn, self._sql, items))
+        # Not durable: an outcome lost to a power failure repeats the delivery, which
+        # destinations recognise (at least once); a process crash loses nothing.
+        return await self._write(lambda conn: _tx_finish(conn, self._sql, items), durable=False)
 
     async def replay(self, message_id: str, *, now: datetime | None = None) -> int:
         """Put a message's dead-lettered deliveries back in the queue with a fresh budget.
@@ -755,10 +768,11 @@ def _tx_finish(
     conn: Connection, sql: _Statements, items: Sequence[_Outcome]
 ) -> list[BaseException | None]:
     """Record each outcome whose lease is still held; ``LeaseLost`` for the others."""
-    results: list[BaseException | None] = []
+    results: dict[int, BaseException | None] = {}
     finished: list[dict[str, Any]] = []
     new_events: list[dict[str, Any]] = []
-    for item in items:
+    # In delivery id order, like renewals: concurrent transactions never deadlock.
+    for index, item in sorted(enumerate(items), key=lambda pair: pair[1].claim.delivery_id):
         claim = item.claim
         pending = item.state is DeliveryState.PENDING
         result = conn.execute(
@@ -775,14 +789,12 @@ def _tx_finish(
             },
         )
         if result.rowcount == 0:
-            results.append(
-                LeaseLost(
-                    f"delivery {claim.delivery_id} attempt {claim.attempt} is no longer leased "
-                    f"to {item.worker}; its outcome {item.outcome!r} is discarded"
-                )
+            results[index] = LeaseLost(
+                f"delivery {claim.delivery_id} attempt {claim.attempt} is no longer leased "
+                f"to {item.worker}; its outcome {item.outcome!r} is discarded"
             )
             continue
-        results.append(None)
+        results[index] = None
         finished.append(
             {
                 "b_delivery": claim.delivery_id,
@@ -807,7 +819,7 @@ def _tx_finish(
     if finished:
         conn.execute(sql.finish_attempts, finished)
         conn.execute(sql.insert_events, new_events)
-    return results
+    return [results[index] for index in range(len(items))]
 
 
 def _tx_views(conn: Connection, query: Select[Any]) -> list[MessageView]:
@@ -865,8 +877,20 @@ def _event_row(
     }
 
 
+#: Runs of a PostgreSQL transaction that loses a deadlock or serialisation conflict.
+_CONFLICT_ATTEMPTS = 3
+#: SQLSTATEs of conflicts PostgreSQL resolves by rolling one transaction back.
+_CONFLICTS = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+
+def _is_conflict(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in _CONFLICTS
+
+
 def _translated(exc: DBAPIError) -> BaseException:
     """A lost or refused connection as ``JournalUnavailable``; anything else as it is."""
+    if _is_conflict(exc):
+        return exc  # retried by the backend; not an outage
     if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
         return JournalUnavailable(_describe(exc))
     return exc
@@ -929,6 +953,7 @@ class SqliteJournal(Journal):
         self._writer = writer
         self._reader = reader
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="journal-writer")
+        self._synchronous = "FULL"  # the writer connection's mode; only its thread changes it
         self._read_thread = (
             ThreadPoolExecutor(1, thread_name_prefix="journal-reader") if reader else None
         )
@@ -945,11 +970,26 @@ class SqliteJournal(Journal):
         reader = None if in_memory else _sqlite_engine(path, begin="BEGIN")
         return cls(url, writer, reader)
 
-    async def _write(self, transaction: Transaction[T]) -> T:
+    async def _write(self, transaction: Transaction[T], *, durable: bool = True) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._write_thread, _run_transaction, self._writer, transaction
+            self._write_thread, self._run_write, transaction, "FULL" if durable else "NORMAL"
         )
+
+    def _run_write(self, transaction: Transaction[T], synchronous: str) -> T:
+        """In the writer thread: set the commit's flush mode, then run the transaction.
+
+        In WAL mode ``synchronous=NORMAL`` appends the commit to the log without
+        flushing it; the next ``FULL`` commit flushes the log up to itself, so no
+        durable commit ever depends on a lost one.
+        """
+        if synchronous != self._synchronous:
+            with self._writer.connect() as conn:
+                conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                    f"PRAGMA synchronous={synchronous}"
+                )
+            self._synchronous = synchronous
+        return _run_transaction(self._writer, transaction)
 
     async def _read(self, transaction: Transaction[T]) -> T:
         if self._reader is None or self._read_thread is None:
@@ -1031,9 +1071,27 @@ class PostgresJournal(Journal):
         engine = create_async_engine(driver_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
         return cls(url, engine)
 
-    async def _write(self, transaction: Transaction[T]) -> T:
+    async def _write(self, transaction: Transaction[T], *, durable: bool = True) -> T:
+        for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+            try:
+                return await self._write_once(transaction, durable)
+            except DBAPIError as exc:
+                if not _is_conflict(exc):
+                    raise
+                if attempt == _CONFLICT_ATTEMPTS:
+                    raise JournalUnavailable(_describe(exc)) from exc  # transient: callers retry
+                # PostgreSQL chose this transaction as a deadlock's or a serialisation
+                # conflict's victim and rolled it back: running it again is correct.
+                log.info("journal_transaction_retried", reason=_describe(exc), attempt=attempt)
+        raise AssertionError("unreachable")
+
+    async def _write_once(self, transaction: Transaction[T], durable: bool) -> T:
         try:
             async with self._engine.begin() as conn:
+                if not durable:
+                    # The commit does not wait for the WAL flush; a server crash may lose
+                    # it (only ever a claim or an outcome: the delivery is repeated).
+                    await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 return await conn.run_sync(transaction)
         except DBAPIError as exc:
             translated = _translated(exc)

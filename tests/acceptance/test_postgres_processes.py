@@ -54,7 +54,9 @@ KILL_AFTER = MESSAGES // 2
 CONCURRENT_POSTS = 16
 #: Worker and destination concurrency of each process: the most deliveries one can hold.
 CONCURRENCY = 8
-LEASE_SECONDS = 3.0
+#: Long enough that a live process on a loaded 2-core machine renews in time (every
+#: third of it), short enough that the takeover after the kill happens quickly.
+LEASE_SECONDS = 5.0
 #: Tries per message, each at the next live process.
 POST_TRIES = 10
 

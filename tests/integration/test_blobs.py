@@ -34,7 +34,7 @@ async def test_committed_content_lies_under_its_sha256(tmp_path: Path, size: int
     assert (staged.sha256, staged.size) == (digest, size)
     assert path == blobs.path(digest)
     assert path.read_bytes() == data
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert list((tmp_path / "tmp").rglob("*.part")) == []
 
 
 async def test_an_upload_over_the_limit_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -44,27 +44,47 @@ async def test_an_upload_over_the_limit_leaves_nothing_behind(tmp_path: Path) ->
     with pytest.raises(BlobTooLarge):
         await blobs.stage(chunks_of(os.urandom(2 * MIB)), max_bytes=MIB)
 
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert list((tmp_path / "tmp").rglob("*.part")) == []
 
 
-def test_staging_leftovers_of_a_dead_process_are_removed(tmp_path: Path) -> None:
-    """An upload nobody wrote to for longer than the idle limit is a crash's leftover."""
-    blobs = BlobStore(tmp_path)
-    leftover = tmp_path / "tmp" / "dead.part"
-    leftover.write_bytes(b"half an upload")
-    an_hour_ago = time.time() - 3601
-    os.utime(leftover, (an_hour_ago, an_hour_ago))
+def test_the_staging_folder_of_a_dead_process_is_removed_at_once(tmp_path: Path) -> None:
+    """A staging folder nobody holds the lock of (its process died) goes with its uploads."""
+    dead = BlobStore(tmp_path)
+    upload = next(tmp_path.joinpath("tmp").iterdir()) / "half.part"
+    upload.write_bytes(b"half an upload")
+    del dead  # its lock is released, as the kernel does when a process is killed
 
-    assert blobs.clean_staging() == 1
-    assert not leftover.exists()
+    assert BlobStore(tmp_path).clean_staging() == 1
+    assert not upload.exists()
+    assert not upload.parent.exists()
 
 
-def test_an_upload_still_being_written_survives_a_starting_process(tmp_path: Path) -> None:
+def test_an_upload_of_a_live_process_survives_another_starting(tmp_path: Path) -> None:
     """Processes share the blob store: one starting must not delete another's live upload."""
-    blobs = BlobStore(tmp_path)
-    live = tmp_path / "tmp" / "live.part"
-    live.write_bytes(b"arriving right now")
+    live = BlobStore(tmp_path)
+    upload = next(tmp_path.joinpath("tmp").iterdir()) / "arriving.part"
+    upload.write_bytes(b"arriving right now")
 
     assert BlobStore(tmp_path).clean_staging() == 0
-    assert live.exists()
-    assert blobs.clean_staging(idle_seconds=0) == 1
+    assert upload.exists()
+    live.close()
+
+
+def test_a_loose_old_upload_is_removed_and_a_fresh_one_kept(tmp_path: Path) -> None:
+    """Uploads directly in tmp/ (older versions) go only after an hour without writes."""
+    blobs = BlobStore(tmp_path)
+    old, fresh = tmp_path / "tmp" / "old.part", tmp_path / "tmp" / "fresh.part"
+    old.write_bytes(b"old")
+    fresh.write_bytes(b"fresh")
+    an_hour_ago = time.time() - 3601
+    os.utime(old, (an_hour_ago, an_hour_ago))
+
+    assert blobs.clean_staging() == 1
+    assert (old.exists(), fresh.exists()) == (False, True)
+
+
+def test_closing_a_store_removes_its_empty_staging_folder(tmp_path: Path) -> None:
+    """A cleanly stopped process leaves no staging folder behind."""
+    BlobStore(tmp_path).close()
+
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -315,7 +315,7 @@ async def test_an_unreachable_journal_is_an_error_not_an_acceptance(
     finally:
         await journal.close()
 
-    assert list((blobs.root / "tmp").iterdir()) == []
+    assert list((blobs.root / "tmp").rglob("*.part")) == []
 
 
 async def test_acceptance_is_logged_with_partner_prozess_id_and_message_id(
