@@ -376,6 +376,9 @@ class Worker:
                 # outcomes still count; if somebody did, recording them says so.
                 log.warning("lease_renewal_failed", worker=self.worker_id, error=str(exc))
                 continue
+            except Exception as exc:  # a bug must not end renewals for good
+                log.error("lease_renewal_crashed", worker=self.worker_id, exc_info=exc)
+                continue
             for claim in renewed:
                 held = self._held.get(claim.delivery_id)
                 if held is not None and held.claim.attempt == claim.attempt:

@@ -225,11 +225,17 @@ class _Statements:
         )
         if restricted:
             due = due.where(D.destination.in_(bindparam("destinations", expanding=True)))
+        # A materialised CTE runs the locking SELECT exactly once. Written as a plain
+        # ``IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)``, PostgreSQL may evaluate the
+        # subquery more than once, each time skipping other rows, and claim more than
+        # ``n`` (seen: a worker with 8 slots holding 12 deliveries).
+        chosen = lock_due(due).cte("due").prefix_with("MATERIALIZED")
         return (
             update(deliveries)
-            # The outer condition repeats "due": should the lock ever not hold (a
-            # backend without SKIP LOCKED), a row claimed meanwhile is not claimed twice.
-            .where(D.id.in_(lock_due(due).scalar_subquery()), due_now)
+            .add_cte(chosen)
+            # The outer condition repeats "due": a row claimed meanwhile by another
+            # claimer (a backend without SKIP LOCKED) is not claimed twice.
+            .where(D.id.in_(select(chosen.c.id)), due_now)
             .values(
                 state=DeliveryState.CLAIMED,
                 lease_owner=bindparam("worker"),
