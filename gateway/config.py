@@ -70,11 +70,14 @@ def _explain(exc: ValidationError) -> str:
 
 def _location(loc: tuple[int | str, ...]) -> str:
     text = ""
-    for part in loc:
+    for index, part in enumerate(loc):
+        # Discriminator labels (destinations.NAME.<type>) and validator labels mean
+        # nothing to an operator; "http" elsewhere is the [http] table and stays.
+        discriminator = index == 2 and loc[0] == "destinations"
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in ("filesystem", "http") or str(part).startswith("function-"):
-            continue  # discriminator and validator labels mean nothing to an operator
+        elif discriminator or str(part).startswith("function-"):
+            continue
         else:
             text += ("." if text else "") + str(part)
     return text
