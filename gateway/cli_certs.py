@@ -82,7 +82,13 @@ class NodeCertificates:
     help="Another DNS name or IP address for every server certificate (repeatable); "
     "localhost and 127.0.0.1 are always in.",
 )
-@click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=365,
+    show_default=True,
+    help="How long the node certificates are valid (the CA: ten years).",
+)
 def make_certs(directory: Path, nodes: Sequence[str], hosts: Sequence[str], days: int) -> None:
     """Make a test CA plus a server and client certificate per node, for mutual TLS.
 
