@@ -3,7 +3,14 @@
 Relative paths are relative to the configuration file's folder. Secrets never
 sit in the file in clear text: inbound tokens are given as SHA-256 hex digests
 (``token_sha256``) or as the name of an environment variable (``token_env``);
-outbound tokens only as ``token_env``.
+outbound tokens only as ``token_env``; TLS private keys as paths to key files.
+
+Gateway to gateway, partners authenticate with client certificates (mutual TLS):
+``[http.tls]`` makes the API serve HTTPS and names the CA that signs partners'
+client certificates; a partner is bound to its certificate by fingerprint
+(``certificate_sha256``) or by a subjectAltName (``certificate_san``); a peer
+destination presents ``client_certificate``. ``gateway/tls.py`` checks the files
+and builds the TLS contexts.
 
 Example::
 
@@ -44,6 +51,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 _KENNUNG = re.compile(r"^[^:\s]+:[^:\s]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: A certificate fingerprint as tools print it: hex, optionally in colon-separated pairs.
+_FINGERPRINT = re.compile(r"^[0-9a-fA-F]{2}(:?[0-9a-fA-F]{2}){31}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -92,6 +101,34 @@ class StorageConfig(_Strict):
         return value
 
 
+class ServerTlsConfig(_Strict):
+    """``[http.tls]``: serve the API over HTTPS, optionally asking for client certificates.
+
+    ``client_ca`` should hold only the CA(s) that issue certificates to this
+    gateway's partners, never a public web CA bundle: every certificate it
+    vouches for reaches the partner bindings.
+    """
+
+    #: PEM: this gateway's certificate first, then any intermediate CA certificates.
+    certificate: Path
+    #: PEM: the certificate's private key, unencrypted (readable only by the gateway's user).
+    private_key: Path
+    #: PEM bundle of the CA(s) whose client certificates are verified; none = no client certs.
+    client_ca: Path | None = None
+    #: Refuse a TLS connection without a valid client certificate (at the handshake).
+    require_client_certificate: bool = True
+
+    @model_validator(mode="after")
+    def _ca_when_required(self) -> ServerTlsConfig:
+        if self.require_client_certificate and self.client_ca is None:
+            raise ValueError(
+                "require_client_certificate = true needs client_ca, the CA bundle that signs "
+                "the partners' client certificates; set client_ca, or set "
+                "require_client_certificate = false to serve HTTPS without client certificates"
+            )
+        return self
+
+
 class HttpConfig(_Strict):
     """The HTTP API listener."""
 
@@ -100,19 +137,72 @@ class HttpConfig(_Strict):
     #: Base URL partners use to reach this gateway (for status links); default from host/port.
     public_url: str | None = None
     max_body_bytes: int = Field(default=4 * 1024**3, gt=0)
+    #: HTTPS (and client certificates); plain HTTP when absent.
+    tls: ServerTlsConfig | None = None
 
 
 class PartnerConfig(_Strict):
-    """A partner that may send to this gateway."""
+    """A partner that may send to this gateway.
+
+    Credentials: a bearer token (``token_sha256`` or ``token_env``), a client
+    certificate binding (``certificate_sha256`` and/or ``certificate_san``), or
+    both. Every credential configured for a partner must be presented: with a
+    certificate binding a token alone is not enough, and with both, both are needed.
+    """
 
     id: str
     behoerdenkennung: str
     xdomea_versions: tuple[str, ...] = ("2.3.0", "2.4.0", "3.0.0", "3.1.0")
     token_sha256: str | None = None
     token_env: str | None = None
+    #: SHA-256 fingerprints of the DER client certificates this partner may present
+    #: (several while a renewed certificate replaces the old one).
+    certificate_sha256: tuple[str, ...] = ()
+    #: A DNS name or URI that must be among the subjectAltNames of the partner's client
+    #: certificate (which must chain to ``[http.tls] client_ca``).
+    certificate_san: str | None = None
 
     _id = field_validator("id")(_check_name)
     _kennung = field_validator("behoerdenkennung")(_check_kennung)
+
+    @field_validator("certificate_sha256", mode="before")
+    @classmethod
+    def _fingerprints(cls, value: object) -> object:
+        # One fingerprint is the common case; accept it without list brackets, and in
+        # the "AB:CD:…" form openssl prints, stored as plain lower-case hex.
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        normalized = []
+        for item in items:
+            if not isinstance(item, str) or not _FINGERPRINT.match(item.strip()):
+                raise ValueError(
+                    f"{item!r} is not a SHA-256 certificate fingerprint; give 64 hex digits "
+                    "(colons allowed), e.g. from: openssl x509 -in CERT -noout -fingerprint "
+                    "-sha256"
+                )
+            normalized.append(item.strip().replace(":", "").lower())
+        return tuple(normalized)
+
+    @field_validator("certificate_san")
+    @classmethod
+    def _san(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or value != value.strip()):
+            raise ValueError(
+                "certificate_san must be a DNS name or URI from the certificate's "
+                "subjectAltName, without spaces"
+            )
+        return value
+
+    @property
+    def certificate_bound(self) -> bool:
+        """Whether this partner must present a client certificate."""
+        return bool(self.certificate_sha256) or self.certificate_san is not None
+
+    @property
+    def has_token(self) -> bool:
+        """Whether this partner must present a bearer token."""
+        return self.token_sha256 is not None or self.token_env is not None
 
     @field_validator("token_sha256")
     @classmethod
@@ -126,8 +216,13 @@ class PartnerConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_token_source(self) -> PartnerConfig:
-        if (self.token_sha256 is None) == (self.token_env is None):
-            raise ValueError("give exactly one of token_sha256 or token_env")
+        if self.token_sha256 is not None and self.token_env is not None:
+            raise ValueError("give exactly one of token_sha256 or token_env, not both")
+        if not self.has_token and not self.certificate_bound:
+            raise ValueError(
+                "give exactly one of token_sha256 or token_env, or bind a client certificate "
+                "with certificate_sha256 or certificate_san (or both a token and a certificate)"
+            )
         return self
 
 
@@ -151,11 +246,18 @@ class FilesystemDestination(RetryConfig):
 
 
 class HttpDestination(RetryConfig):
-    """A peer gateway's ``POST /v1/messages``."""
+    """A peer gateway's ``POST /v1/messages``, reached with a token, a certificate or both."""
 
     type: Literal["http"]
     url: str
-    token_env: str
+    #: Environment variable with the bearer token the peer knows us by.
+    token_env: str | None = None
+    #: PEM bundle of the CA(s) the peer's server certificate must chain to; default: the system's.
+    ca_file: Path | None = None
+    #: PEM: the client certificate this gateway presents to the peer (then intermediates).
+    client_certificate: Path | None = None
+    #: PEM: its private key, unencrypted.
+    client_key: Path | None = None
 
     @field_validator("url")
     @classmethod
@@ -163,6 +265,23 @@ class HttpDestination(RetryConfig):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> HttpDestination:
+        if (self.client_certificate is None) != (self.client_key is None):
+            raise ValueError("client_certificate and client_key go together; give both or neither")
+        if self.token_env is None and self.client_certificate is None:
+            raise ValueError(
+                "give token_env (the bearer token the peer knows us by), or "
+                "client_certificate and client_key, or both"
+            )
+        tls_keys = [k for k in ("ca_file", "client_certificate", "client_key") if getattr(self, k)]
+        if tls_keys and not self.url.startswith("https://"):
+            raise ValueError(
+                f"{', '.join(tls_keys)} only apply to TLS; change url to https:// "
+                f"(it is {self.url!r})"
+            )
+        return self
 
 
 DestinationConfig = Annotated[FilesystemDestination | HttpDestination, Field(discriminator="type")]
@@ -228,6 +347,7 @@ class GatewayConfig(_Strict):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"partner ids must be unique; repeated: {', '.join(duplicates)}")
+        self._check_certificate_bindings()
         for name in self.destinations:
             _check_name(name)
         for index, route in enumerate(self.routes):
@@ -244,6 +364,30 @@ class GatewayConfig(_Strict):
                     f"which is not configured (partners: {', '.join(ids) or 'none'})"
                 )
         return self
+
+    def _check_certificate_bindings(self) -> None:
+        """Bound partners need a listener that asks for certificates; no binding is shared."""
+        tls = self.http.tls
+        for index, partner in enumerate(self.partners):
+            if partner.certificate_bound and (tls is None or tls.client_ca is None):
+                raise ValueError(
+                    f"partners[{index}] ({partner.id}) is bound to a client certificate, but "
+                    "[http.tls] has no client_ca, so no client certificate is ever asked for; "
+                    "set http.tls.client_ca to the CA bundle that signs the partner's certificate"
+                )
+        seen: dict[str, str] = {}
+        for partner in self.partners:
+            bindings = [*partner.certificate_sha256]
+            if partner.certificate_san is not None:
+                bindings.append("san:" + partner.certificate_san.lower())
+            for binding in bindings:
+                other = seen.setdefault(binding, partner.id)
+                if other != partner.id:
+                    shown = binding.removeprefix("san:")
+                    raise ValueError(
+                        f"partners {other} and {partner.id} are both bound to certificate "
+                        f"{shown}; a certificate must identify exactly one partner"
+                    )
 
     def partner(self, partner_id: str) -> PartnerConfig:
         """The partner of that id.

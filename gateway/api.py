@@ -12,9 +12,11 @@ caller, which opens and closes them (the API only borrows them). Endpoints (see
     GET  /v1/processes/{prozess_id}    every message of one ProzessID
     GET  /v1/health                    200 while the journal answers (no token needed)
 
-Every endpoint but health needs ``Authorization: Bearer <token>`` of a configured
-partner. Every error is an RFC 9457 problem document (``application/problem+json``);
-unexpected exceptions become a generic 500 and are logged, never shown.
+Every endpoint but health needs a configured partner's credentials: its bearer
+token (``Authorization: Bearer <token>``), its client certificate (mutual TLS,
+``[http.tls]``), or both; see ``authenticate``. Every error is an RFC 9457 problem
+document (``application/problem+json``); unexpected exceptions become a generic
+500 and are logged, never shown.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from contracts.api import (
 from contracts.config import GatewayConfig, PartnerConfig
 from contracts.journal import MessageView
 from contracts.xdomea import Finding
+from gateway import tls
 from gateway.blobs import BlobStore
 from gateway.config import partner_for_token
 from gateway.errors import IdempotencyConflict, IntakeRejected, JournalUnavailable, NotFound
@@ -162,43 +165,121 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Require a partner's bearer token on every route but the public ones."""
+    """Require a partner's credentials on every route but the public ones.
+
+    A client certificate bound to a partner (``certificate_sha256`` or
+    ``certificate_san``) and a bearer token both name a partner. The rules:
+
+    * every credential presented must be valid: an unknown token is 401, a
+      certificate (already verified against ``client_ca``) bound to no partner is 403;
+    * a certificate and a token that name different partners are refused (401);
+    * every credential configured for the partner must be presented: a partner
+      bound to a certificate cannot authenticate with its token alone, and one
+      with a token cannot authenticate with its certificate alone.
+    """
     match = request.match_info
     if match.http_exception is not None or match.route.name in PUBLIC_ROUTES:
         return await handler(request)  # unknown paths answer 404/405, not 401
-    partner = _partner(request)
+    certificate = tls.peer_certificate(request.transport)
+    partner = _partner(request, certificate)
     request[PARTNER] = partner
-    with structlog.contextvars.bound_contextvars(partner=partner.id):
+    fields = {"partner": partner.id}
+    if certificate is not None:
+        fields["client_certificate"] = certificate.fingerprint
+    with structlog.contextvars.bound_contextvars(**fields):
         return await handler(request)
 
 
-def _partner(request: web.Request) -> PartnerConfig:
+def _partner(request: web.Request, certificate: tls.PeerCertificate | None) -> PartnerConfig:
+    """The partner the request's credentials authenticate (rules: ``authenticate``)."""
+    config = request.app[CONFIG]
+    by_certificate = _certificate_partner(config, certificate) if certificate else None
     header = request.headers.get(hdrs.AUTHORIZATION)
-    if header is None:
-        raise ApiProblem(
-            401,
-            "unauthorized",
-            "Authentication required",
-            "send the token this gateway's operator gave you as 'Authorization: Bearer <token>'",
-            headers={hdrs.WWW_AUTHENTICATE: _REALM},
+    by_token = _token_partner(config, header) if header is not None else None
+    if certificate and by_certificate and by_token and by_token.id != by_certificate.id:
+        log.warning(
+            "credentials_mismatch",
+            certificate_partner=by_certificate.id,
+            token_partner=by_token.id,
+            fingerprint=certificate.fingerprint,
+            subject=certificate.subject,
         )
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    partner = (
-        partner_for_token(request.app[CONFIG], token)
-        if scheme.lower() == "bearer" and token
-        else None
-    )
+        raise _unauthorized(
+            f"the client certificate belongs to partner {by_certificate.id}, but the "
+            "bearer token to another partner; send the token that belongs to this "
+            "certificate"
+        )
+    partner = by_certificate or by_token
     if partner is None:
-        raise ApiProblem(
-            401,
-            "unauthorized",
-            "Authentication required",
-            "the Authorization header does not carry a valid bearer token of a partner of "
-            "this gateway; check the token, or ask the operator for one",
-            headers={hdrs.WWW_AUTHENTICATE: f'{_REALM}, error="invalid_token"'},
+        raise _unauthorized(
+            "send the credentials this gateway's operator agreed with you: the bearer token "
+            "as 'Authorization: Bearer <token>', and the client certificate if one is bound",
+            error=None,
+        )
+    if partner.certificate_bound and by_certificate is None:
+        raise _unauthorized(
+            f"partner {partner.id} must present its client certificate (mutual TLS); a "
+            "bearer token alone is not enough",
+            error=None,
+        )
+    if partner.has_token and by_token is None:
+        raise _unauthorized(
+            f"partner {partner.id} must also send its bearer token as "
+            "'Authorization: Bearer <token>'",
+            error=None,
         )
     return partner
+
+
+def _certificate_partner(config: GatewayConfig, certificate: tls.PeerCertificate) -> PartnerConfig:
+    """The one partner bound to a verified client certificate; 403 for none or several."""
+    partners = tls.partners_for_certificate(config, certificate)
+    if len(partners) == 1:
+        return partners[0]
+    log.warning(
+        "client_certificate_refused",
+        reason="bound to several partners" if partners else "bound to no partner",
+        partners=[p.id for p in partners],
+        fingerprint=certificate.fingerprint,
+        subject=certificate.subject,
+    )
+    raise ApiProblem(
+        403,
+        "certificate-not-bound",
+        "Client certificate not bound to one partner",
+        f"the client certificate {certificate.subject} (SHA-256 {certificate.fingerprint}) "
+        + (
+            "is bound to more than one partner of this gateway; the operator must fix the bindings"
+            if partners
+            else "is not bound to any partner of this gateway; ask its operator to add its "
+            "fingerprint as certificate_sha256 to your partner entry"
+        ),
+    )
+
+
+def _token_partner(config: GatewayConfig, header: str) -> PartnerConfig:
+    """The partner of a bearer token; 401 for anything else in the Authorization header."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    partner = partner_for_token(config, token) if scheme.lower() == "bearer" and token else None
+    if partner is None:
+        raise _unauthorized(
+            "the Authorization header does not carry a valid bearer token of a partner of "
+            "this gateway; check the token, or ask the operator for one"
+        )
+    return partner
+
+
+def _unauthorized(detail: str, *, error: str | None = "invalid_token") -> ApiProblem:
+    """A 401 problem with the ``WWW-Authenticate`` challenge (RFC 6750)."""
+    challenge = f'{_REALM}, error="{error}"' if error else _REALM
+    return ApiProblem(
+        401,
+        "unauthorized",
+        "Authentication required",
+        detail,
+        headers={hdrs.WWW_AUTHENTICATE: challenge},
+    )
 
 
 def _as_problem(exc: Exception, request: web.Request) -> ApiProblem:

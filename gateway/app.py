@@ -4,7 +4,8 @@
 every resource: the journal (migrated at start), the blob store, the
 destinations, the worker task and the drop-folder watchers. ``serve`` runs it
 until SIGINT/SIGTERM, then stops intake, lets in-flight deliveries finish within
-a grace period, and closes everything.
+a grace period, and closes everything. With ``[http.tls]`` it serves HTTPS; an
+in-process site does the same with ``ssl_context=tls.server_context(...)``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aiohttp import web
 
 from contracts.config import GatewayConfig, PartnerConfig
 from contracts.journal import Accepted
+from gateway import tls
 from gateway.api import create_api
 from gateway.blobs import BlobStore
 from gateway.destinations import build_destinations
@@ -95,16 +97,29 @@ def _background(
 
 
 def serve(config: GatewayConfig) -> None:
-    """Run the gateway until SIGINT or SIGTERM."""
+    """Run the gateway until SIGINT or SIGTERM (over HTTPS when ``[http.tls]`` is set).
+
+    Raises:
+        ConfigError: a TLS file is missing, unreadable or does not fit.
+    """
 
     async def app() -> web.Application:
         return await build_app(config)
 
-    log.info("gateway_starting", node=config.node.id, host=config.http.host, port=config.http.port)
+    # Built before the loop starts, so a bad certificate stops the start at once.
+    ssl_context = tls.server_context(config.http.tls) if config.http.tls is not None else None
+    log.info(
+        "gateway_starting",
+        node=config.node.id,
+        host=config.http.host,
+        port=config.http.port,
+        tls=ssl_context is not None,
+    )
     web.run_app(
         app(),
         host=config.http.host,
         port=config.http.port,
+        ssl_context=ssl_context,
         print=None,
         shutdown_timeout=30,
         access_log=None,  # every request that matters is logged as a gateway event

@@ -13,17 +13,20 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from adapters.xdomea import files
 from adapters.xdomea.container import ContainerLimits
 from contracts.xdomea import Finding, Nachricht, Schriftgutobjekt
-from gateway import logs
+from gateway import cli_certs, logs
 from gateway.errors import GatewayError
 from schemas import catalog
 from schemas.store import SchemaStore
+
+if TYPE_CHECKING:
+    from contracts.config import GatewayConfig, PartnerConfig
 
 _DEFAULT_LIMITS = ContainerLimits()
 
@@ -369,10 +372,13 @@ _CONFIG_OPTION = click.option(
 @_CONFIG_OPTION
 def serve(config_path: Path) -> None:
     """Run the gateway: HTTP API, delivery workers and drop folders, until SIGINT/SIGTERM."""
+    from gateway import tls
     from gateway.app import serve as run_gateway
     from gateway.config import load_config
 
-    run_gateway(load_config(config_path))
+    config = load_config(config_path)
+    tls.check_files(config).raise_for_errors(config_path)
+    run_gateway(config)
 
 
 @cli.command()
@@ -405,19 +411,24 @@ def config_group() -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def config_check(path: Path) -> None:
     """Validate a gateway.toml and show what it sets up; exit 1 when it is invalid."""
+    from gateway import tls
     from gateway.config import load_config, missing_secrets
 
     try:
         config = load_config(path)
+        tls_check = tls.check_files(config)
+        tls_check.raise_for_errors(path)
     except GatewayError as exc:
         click.echo(f"INVALID {exc}")
         sys.exit(1)
     click.echo(f"VALID {path}: node {config.node.id} ({config.node.behoerdenkennung})")
     click.echo(f"  journal      {config.storage.journal}")
     click.echo(f"  blobs        {config.storage.blobs}")
-    click.echo(f"  http         {config.http.host}:{config.http.port}")
+    click.echo(f"  http         {config.http.host}:{config.http.port}{_tls_summary(config)}")
     for partner in config.partners:
-        click.echo(f"  partner      {partner.id} ({partner.behoerdenkennung})")
+        click.echo(
+            f"  partner      {partner.id} ({partner.behoerdenkennung}){_credentials(partner)}"
+        )
     for name, destination in config.destinations.items():
         click.echo(f"  destination  {name} ({destination.type})")
     for route in config.routes:
@@ -427,6 +438,27 @@ def config_check(path: Path) -> None:
         click.echo(f"  dropfolder   {folder.directory} (as {folder.partner})")
     for name in missing_secrets(config):
         click.echo(f"  warning: environment variable {name} is not set")
+    for warning in tls_check.warnings:
+        click.echo(f"  warning: {warning}")
+
+
+def _tls_summary(config: GatewayConfig) -> str:
+    """How the listener is secured, for ``config check``."""
+    server = config.http.tls
+    if server is None:
+        return " (plain HTTP)"
+    if server.client_ca is None:
+        return " (HTTPS)"
+    required = "required" if server.require_client_certificate else "optional"
+    return f" (HTTPS, client certificates {required})"
+
+
+def _credentials(partner: PartnerConfig) -> str:
+    """Which credentials a partner must present, for ``config check``."""
+    needed = (["token"] if partner.has_token else []) + (
+        ["certificate"] if partner.certificate_bound else []
+    )
+    return f" by {' + '.join(needed)}"
 
 
 @cli.group("db")
@@ -650,6 +682,18 @@ def demo(
                 journal=journal,
             )
     sys.exit(0 if passed else 1)
+
+
+# --------------------------------------------------------------------------- dev
+
+
+@cli.group("dev")
+def dev_group() -> None:
+    """Tools for development and tests (test certificates, simulators); not for production."""
+
+
+# Each dev tool lives in its own module and registers here, beside the others.
+dev_group.add_command(cli_certs.make_certs)
 
 
 # --------------------------------------------------------------------------- entry point

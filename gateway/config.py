@@ -19,6 +19,7 @@ from contracts.config import (
     DropFolderConfig,
     FilesystemDestination,
     GatewayConfig,
+    HttpDestination,
     PartnerConfig,
     StorageConfig,
 )
@@ -69,11 +70,14 @@ def _explain(exc: ValidationError) -> str:
 
 def _location(loc: tuple[int | str, ...]) -> str:
     text = ""
-    for part in loc:
+    for index, part in enumerate(loc):
+        # Discriminator labels (destinations.NAME.<type>) and validator labels mean
+        # nothing to an operator; "http" elsewhere is the [http] table and stays.
+        discriminator = index == 2 and loc[0] == "destinations"
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in ("filesystem", "http", "function-after[_one_token_source()]"):
-            continue  # discriminator and validator labels mean nothing to an operator
+        elif discriminator or str(part).startswith("function-"):
+            continue
         else:
             text += ("." if text else "") + str(part)
     return text
@@ -85,6 +89,10 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
     def absolute(path: Path) -> Path:
         return path if path.is_absolute() else base / path
 
+    def absolute_fields(model: Any, *names: str) -> Any:
+        update = {n: absolute(getattr(model, n)) for n in names if getattr(model, n) is not None}
+        return model.model_copy(update=update)
+
     journal = config.storage.journal
     if journal.startswith("sqlite:///"):
         file_part = journal.removeprefix("sqlite:///")
@@ -93,12 +101,18 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
     storage = StorageConfig(journal=journal, blobs=absolute(config.storage.blobs))
     destinations = {
         name: (
-            destination.model_copy(update={"directory": absolute(destination.directory)})
+            absolute_fields(destination, "directory")
             if isinstance(destination, FilesystemDestination)
+            else absolute_fields(destination, "ca_file", "client_certificate", "client_key")
+            if isinstance(destination, HttpDestination)
             else destination
         )
         for name, destination in config.destinations.items()
     }
+    http = config.http
+    if http.tls is not None:
+        tls = absolute_fields(http.tls, "certificate", "private_key", "client_ca")
+        http = http.model_copy(update={"tls": tls})
     dropfolders = tuple(
         DropFolderConfig.model_validate(
             {**folder.model_dump(), "directory": absolute(folder.directory)}
@@ -106,7 +120,12 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
         for folder in config.dropfolders
     )
     return config.model_copy(
-        update={"storage": storage, "destinations": destinations, "dropfolders": dropfolders}
+        update={
+            "storage": storage,
+            "http": http,
+            "destinations": destinations,
+            "dropfolders": dropfolders,
+        }
     )
 
 

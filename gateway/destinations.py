@@ -6,20 +6,26 @@ from adapters.peer.http import PeerGateway
 from adapters.transfer.filesystem import FilesystemTransfer
 from contracts.config import FilesystemDestination, GatewayConfig, HttpDestination
 from contracts.delivery import Destination
+from gateway import tls
 
 
 def build_destinations(config: GatewayConfig) -> dict[str, Destination]:
     """One adapter per configured destination, keyed by its name.
 
     Building opens nothing: connections are made on first use and released by
-    each adapter's ``close()``.
+    each adapter's ``close()``. TLS files of peer destinations are read here, so a
+    broken one stops the start.
+
+    Raises:
+        ConfigError: a peer destination's TLS files are missing or do not fit.
     """
     built: dict[str, Destination] = {}
     for name, destination in config.destinations.items():
         if isinstance(destination, FilesystemDestination):
             built[name] = FilesystemTransfer(name, destination)
         elif isinstance(destination, HttpDestination):
-            built[name] = PeerGateway(name, destination)
+            context = tls.client_context(name, destination)
+            built[name] = PeerGateway(name, destination, ssl_context=context)
         else:  # pragma: no cover - the config's discriminated union has no other types
             raise TypeError(f"no adapter for destination type {type(destination).__name__}")
     return built

@@ -4,7 +4,10 @@ The blob is streamed from disk with its ``Content-Length`` (never loaded whole)
 and its SHA-256 is checked on the way; the last chunk is held back until the
 digest matched, so a peer never receives a complete body of a corrupted blob.
 ``Idempotency-Key: <message id>`` makes a redelivery after a crash or a lost
-answer count once at the peer.
+answer count once at the peer. Over ``https://`` the connection uses the TLS
+context the factory built from the destination's ``ca_file``, ``client_certificate``
+and ``client_key`` (``gateway.tls.client_context``); the bearer token is sent
+only when ``token_env`` is configured.
 
 Answers and errors:
 
@@ -13,6 +16,8 @@ Answers and errors:
   (a ``Retry-After`` hint is quoted in the error text);
 * any other status → ``PermanentDeliveryError`` with the peer's problem+json
   ``title`` and ``detail``;
+* the peer's server certificate not trusted (``ca_file``) or not naming the URL's
+  host → ``PermanentDeliveryError``: retrying cannot fix a certificate;
 * token environment variable unset, blob missing or corrupted →
   ``PermanentDeliveryError``.
 """
@@ -22,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -40,12 +46,30 @@ _MAX_DETAIL = 500
 class PeerGateway:
     """Sends messages to one peer gateway over HTTP."""
 
-    def __init__(self, name: str, config: HttpDestination, *, chunk_size: int = _CHUNK) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: HttpDestination,
+        *,
+        chunk_size: int = _CHUNK,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """Prepare (not open) the connection pool to the peer.
+
+        Args:
+            name: the destination's name in the configuration.
+            config: its settings.
+            chunk_size: bytes read from the blob per chunk.
+            ssl_context: TLS context for ``https://`` (trust and client certificate);
+                aiohttp's default verification without it.
+        """
         self.name = name
         self.url = config.url
         self.token_env = config.token_env
         self._connections = config.concurrency
         self._chunk_size = chunk_size
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._client_certificate = config.client_certificate is not None
         self._session: aiohttp.ClientSession | None = None
 
     async def deliver(self, item: Outbound) -> None:
@@ -56,8 +80,8 @@ class PeerGateway:
             PermanentDeliveryError: the peer refused the message, the token is not
                 set, or the blob is missing or corrupted.
         """
-        token = os.environ.get(self.token_env)
-        if not token:
+        token = os.environ.get(self.token_env) if self.token_env is not None else None
+        if self.token_env is not None and not token:
             raise PermanentDeliveryError(
                 f"environment variable {self.token_env} with the bearer token for "
                 f"destination {self.name!r} is not set; set it, restart, and replay"
@@ -68,17 +92,19 @@ class PeerGateway:
                 "replay the message"
             )
         headers = {
-            "Authorization": f"Bearer {token}",
             "Content-Type": "application/zip"
             if item.content_kind == "container"
             else "application/xml",
             "Content-Length": str(item.size),
             "Idempotency-Key": item.message_id,
         }
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         body = _VerifiedBlob(item, self._chunk_size)
+        chunks = body.chunks()
         try:
             async with self._client().post(
-                self.url, data=body.chunks(), headers=headers, allow_redirects=False
+                self.url, data=chunks, headers=headers, allow_redirects=False
             ) as response:
                 if body.corrupted is not None:
                     raise body.corrupted
@@ -86,19 +112,34 @@ class PeerGateway:
                     await response.read()  # drain, so the connection is reused
                     return
                 raise await _refusal(response)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise PermanentDeliveryError(
+                f"peer {self.url} presented a certificate this gateway does not trust: "
+                f"{exc.certificate_error}; check destinations.{self.name}.ca_file (the CA "
+                "that signs the peer's server certificate) and that the certificate names "
+                "the URL's host, then replay"
+            ) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             # aiohttp reports a failing body stream as a connection error.
             if body.corrupted is not None:
                 raise body.corrupted from None
-            raise TransientDeliveryError(
-                f"peer {self.url} unreachable: {type(exc).__name__}: {exc}"
-            ) from exc
+            text = f"peer {self.url} unreachable: {type(exc).__name__}: {exc}"
+            if self._client_certificate and _dropped_after_connect(exc):
+                # A TLS 1.3 server refuses a client certificate after the handshake looks
+                # done to the client, which only sees the connection reset or closed.
+                text += " (a peer that refuses our client certificate also resets the connection)"
+            raise TransientDeliveryError(text) from exc
+        finally:
+            # A peer that drops the connection mid-body leaves the stream suspended at a
+            # chunk; closing it closes the blob's file now instead of at garbage collection.
+            if not getattr(chunks, "ag_running", False):  # not while another task reads it
+                await chunks.aclose()
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use: a ClientSession must be made inside the running loop.
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections),
+                connector=aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl),
                 # The worker bounds each attempt (asyncio.timeout); no second clock here.
                 timeout=aiohttp.ClientTimeout(total=None),
             )
@@ -119,7 +160,7 @@ class _VerifiedBlob:
         self.chunk_size = chunk_size
         self.corrupted: PermanentDeliveryError | None = None
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """Yield the blob's bytes; the last chunk only once the digest matched."""
         digest = hashlib.sha256()
         size = 0
@@ -143,6 +184,13 @@ class _VerifiedBlob:
                 yield held
         finally:
             handle.close()
+
+
+def _dropped_after_connect(exc: BaseException) -> bool:
+    """Whether the peer accepted the connection and then reset or closed it."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return False  # never connected (refused, no route): not about certificates
+    return isinstance(exc, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError)
 
 
 async def _refusal(response: aiohttp.ClientResponse) -> Exception:

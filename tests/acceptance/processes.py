@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -65,6 +66,8 @@ class GatewayProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     logs: list[Path] = field(default_factory=list)
+    #: Client TLS context for a gateway serving HTTPS ([http.tls]); plain HTTP without.
+    tls: ssl.SSLContext | None = None
 
     @property
     def config(self) -> Path:
@@ -74,7 +77,8 @@ class GatewayProcess:
     @property
     def url(self) -> str:
         """Base URL of the HTTP API."""
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def write_config(self, text: str) -> None:
         """Write the configuration file (TOML text)."""
@@ -105,7 +109,9 @@ class GatewayProcess:
                 raise AssertionError(f"gateway exited with {self.process.returncode}: {self.log()}")
             return False
         try:
-            with urllib.request.urlopen(f"{self.url}/v1/health", timeout=2) as response:
+            with urllib.request.urlopen(
+                f"{self.url}/v1/health", timeout=2, context=self.tls
+            ) as response:
                 return bool(response.status == 200)
         except (OSError, urllib.error.URLError):
             return False
