@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts.config import (
+    DmsDestination,
     DropFolderConfig,
     FilesystemDestination,
     GatewayConfig,
@@ -95,6 +96,8 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
         name: (
             destination.model_copy(update={"directory": absolute(destination.directory)})
             if isinstance(destination, FilesystemDestination)
+            else destination.resolved(base)
+            if isinstance(destination, DmsDestination)
             else destination
         )
         for name, destination in config.destinations.items()
