@@ -62,8 +62,7 @@ async def export_0401(
     knoten = await _read_tree(port, adresse, inhalte)
     if knoten.daten.art not in mapping.AKTEN | mapping.VORGAENGE:
         raise PermanentDeliveryError(
-            f"{adresse} in {port.where} is a {knoten.daten.art.value}; export an Akte or a "
-            "Vorgang"
+            f"{adresse} in {port.where} is a {knoten.daten.art.value}; export an Akte or a Vorgang"
         )
     spec = mapping.spec(knoten)
     prozess_id = prozess_id or new_uuid()
@@ -103,4 +102,3 @@ async def _read_tree(port: DmsPort, adresse: str, inhalte: dict[str, Inhalt]) ->
             namen.append(name)
             inhalte[name] = inhalt
     return mapping.Knoten(daten=objekt.daten, kinder=tuple(kinder), inhalte=tuple(namen))
-
