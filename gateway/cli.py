@@ -20,7 +20,7 @@ import click
 from adapters.xdomea import files
 from adapters.xdomea.container import ContainerLimits
 from contracts.xdomea import Finding, Nachricht, Schriftgutobjekt
-from gateway import logs
+from gateway import cli_dev, logs
 from gateway.errors import GatewayError
 from schemas import catalog
 from schemas.store import SchemaStore
@@ -606,6 +606,8 @@ def demo(scenario: str, container: Path | None, workdir: Path | None, xdomea_ver
             )
     sys.exit(0 if passed else 1)
 
+
+cli.add_command(cli_dev.dev)
 
 # --------------------------------------------------------------------------- entry point
 

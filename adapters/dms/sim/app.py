@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiohttp import web
@@ -90,7 +90,10 @@ class Simulator:
             )
         schema = self.description.schema()
         if not schema.validate(request.body):
-            problems = "; ".join(f"line {e.line}: {e.message}" for e in list(schema.error_log)[:5])
+            problems = "; ".join(
+                f"line {e.line}: {e.message}"
+                for e in list(cast("Iterable[etree._LogEntry]", schema.error_log))[:5]
+            )
             raise soap.SoapFault(f"invalid {operation} request: {problems}")
         values = self.description.element(operation).parse(
             request.body, self.description.client.wsdl.types

@@ -93,7 +93,7 @@ def parse_request(data: bytes, version: SoapVersion, action: str | None) -> Soap
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
         raise SoapFault(f"the request is not well-formed XML: {exc}") from exc
-    if root.getroottree().docinfo.doctype:
+    if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]
         raise SoapFault("the request declares a DTD; SOAP messages must not")
     if root.tag != f"{{{version.namespace}}}Envelope":
         raise SoapFault(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import zeep
+import zeep.exceptions
 from lxml import etree
 
 _WSDL = "http://schemas.xmlsoap.org/wsdl/"
@@ -50,7 +51,10 @@ class ServiceDescription:
         """
         data = path.read_bytes()
         parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-        root = etree.fromstring(data, parser)
+        try:
+            root = etree.fromstring(data, parser)
+        except etree.XMLSyntaxError as exc:
+            raise ValueError(f"{path} is not well-formed XML: {exc}") from exc
         if etree.QName(root).namespace != _WSDL:
             raise ValueError(f"{path} is not a WSDL 1.1 document")
         schemas = root.findall(f"{{{_WSDL}}}types/{{{_XS}}}schema")
@@ -62,7 +66,13 @@ class ServiceDescription:
                 soap = operation.find(f"{{{ns}}}operation")
                 if soap is not None:
                     operations[operation.get("name", "")] = soap.get("soapAction", "")
-        client = zeep.Client(str(path), settings=zeep.Settings(strict=True, xml_huge_tree=True))
+        # zeep is only partly annotated.
+        try:
+            client = zeep.Client(  # type: ignore[no-untyped-call]
+                str(path), settings=zeep.Settings(strict=True, xml_huge_tree=True)
+            )
+        except zeep.exceptions.Error as exc:
+            raise ValueError(f"zeep cannot read {path}: {exc}") from exc
         return cls(
             path=path,
             wsdl_bytes=data,
