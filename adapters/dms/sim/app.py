@@ -190,12 +190,19 @@ async def _wsdl(request: web.Request) -> web.Response:
 
 
 async def _soap(request: web.Request) -> web.StreamResponse:
+    data = await request.read()
+    # A real DMS finishes what it started even when the client hangs up (a timeout):
+    # the answer is lost, the object exists. So the work is shielded from aiohttp
+    # cancelling the handler on disconnect.
+    return await asyncio.shield(asyncio.ensure_future(_answer(request, data)))
+
+
+async def _answer(request: web.Request, data: bytes) -> web.StreamResponse:
     sim = request.app[SIMULATOR]
     content_type = request.headers.get("Content-Type", "")
     fallback = (
         soap.SoapVersion.V12 if "application/soap+xml" in content_type else soap.SoapVersion.V11
     )
-    data = await request.read()
     sim.in_flight += 1
     try:
         try:
