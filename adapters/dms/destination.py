@@ -21,7 +21,7 @@ from typing import IO
 import structlog
 
 from adapters.dms import mapping
-from adapters.dms.importer import ImportErgebnis, run_import
+from adapters.dms.importer import ImportErgebnis, UuidLocks, run_import
 from adapters.dms.plan import Plan, Ziel, plan_import
 from adapters.xdomea.container import Container, ContainerReport
 from adapters.xdomea.validation import check_message
@@ -61,6 +61,7 @@ class DmsImport:
             aktenplan=mapping.Aktenplan(config.aktenplan, config.aktenplan_default),
             ablage=config.ablage,
         )
+        self._locks = UuidLocks()
 
     async def deliver(self, item: Outbound) -> None:
         """Import ``item`` into the DMS; see ``import_message``."""
@@ -79,7 +80,7 @@ class DmsImport:
         """
         with ExitStack() as stack:
             plan, source = await asyncio.to_thread(self._open, item, stack)
-            return await run_import(self.port, plan, source)
+            return await run_import(self.port, plan, source, self._locks)
 
     def _open(self, item: Outbound, stack: ExitStack) -> tuple[Plan, _Source]:
         """Check the blob, read and plan the message; in a worker thread."""

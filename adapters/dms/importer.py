@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import tempfile
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +26,33 @@ import structlog
 
 from adapters.dms.plan import Datei, Plan, Schritt
 from contracts.dms import DmsPort, Inhalt
+from contracts.xdomea import uuid_key
 from gateway.errors import PermanentDeliveryError
 
 log = structlog.get_logger(__name__)
 
 #: Opens a primary document of the container by its name; called in a worker thread.
 DocumentSource = Callable[[str], IO[bytes]]
+
+
+class UuidLocks:
+    """One lock per xdomea UUID within this process.
+
+    Two imports carrying the same object (two Abgaben of one Akte) must not both
+    search, miss and create it, nor both store its documents.
+    """
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def lock(self, uuid: str) -> asyncio.Lock:
+        """The lock of ``uuid`` (compared case-insensitively)."""
+        key = uuid_key(uuid)
+        found = self._locks.get(key)
+        if found is None:
+            found = asyncio.Lock()
+            self._locks[key] = found
+        return found
 
 
 @dataclass
@@ -46,7 +67,9 @@ class ImportErgebnis:
     inhalte_vorhanden: int = 0
 
 
-async def run_import(port: DmsPort, plan: Plan, source: DocumentSource) -> ImportErgebnis:
+async def run_import(
+    port: DmsPort, plan: Plan, source: DocumentSource, locks: UuidLocks | None = None
+) -> ImportErgebnis:
     """File every object and document of ``plan`` into ``port``; resume what exists.
 
     Raises:
@@ -56,16 +79,19 @@ async def run_import(port: DmsPort, plan: Plan, source: DocumentSource) -> Impor
             document's name.
     """
     ergebnis = ImportErgebnis(prozess_id=plan.prozess_id)
+    locks = locks or UuidLocks()
     adressen: list[str] = []
     for schritt in plan.schritte:
         parent = adressen[schritt.parent] if schritt.parent is not None else None
         if parent is None and schritt.daten.art not in port.top_level:
             parent = plan.ablage
-        adresse, neu = await _objekt(port, parent, schritt, ergebnis)
+        # The lock covers the object and its documents: each is looked up, then made.
+        async with locks.lock(schritt.daten.uuid):
+            adresse, neu = await _objekt(port, parent, schritt, ergebnis)
+            if schritt.dateien:
+                await _inhalte(port, adresse, neu, schritt, source, ergebnis)
         adressen.append(adresse)
         ergebnis.adressen[schritt.daten.uuid] = adresse
-        if schritt.dateien:
-            await _inhalte(port, adresse, neu, schritt, source, ergebnis)
     log.info(
         "dms_import_done",
         dms=port.where,
@@ -134,12 +160,3 @@ async def _require_same(port: DmsPort, inhalt: Inhalt, datei: Datei, schritt: Sc
         "someone changed it in the DMS. Compare both versions, remove the wrong one, and "
         "replay the message"
     )
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -210,3 +210,24 @@ async def test_unreachable_dms_is_transient(tmp_path: Path, pdf_bytes: bytes) ->
         await destination.deliver(item)
     assert url in str(destination.port.where)  # type: ignore[attr-defined]
     await destination.close()
+
+
+async def test_two_messages_with_one_akte_at_once_file_it_once(
+    tmp_path: Path, pdf_bytes: bytes
+) -> None:
+    """Two Abgaben carrying the same Akte, delivered concurrently, share one set of objects."""
+    akte = kleine_akte()
+    blobs = BlobStore(tmp_path / "blobs")
+    first = container(tmp_path / "first", [akte], pdf_bytes)
+    second = container(tmp_path / "second", [akte], pdf_bytes)
+    assert first.prozess_id != second.prozess_id
+    async with running_sim(tmp_path / "sim") as sim:
+        destination = dmsin_destination(sim)
+
+        await asyncio.gather(
+            destination.deliver(await outbound(blobs, first.data, prozess_id="1")),
+            destination.deliver(await outbound(blobs, second.data, prozess_id="2")),
+        )
+
+        assert_exactly_filed(await sim.objects(), [akte], first.documents)
+        await destination.close()
