@@ -254,6 +254,11 @@ def container(
 ) -> Behaelter:
     """A 0401 container of ``objekte``; every document distinct bytes built on a real PDF."""
     xml = builders.build_abgabe_0401(version, objekte, absender=ABSENDER, empfaenger=EMPFAENGER)
+    return container_from_xml(folder, xml, pdf)
+
+
+def container_from_xml(folder: Path, xml: bytes, pdf: bytes) -> Behaelter:
+    """A container of the message ``xml``; every document distinct bytes built on a real PDF."""
     nachricht = check_message(xml).read()
     documents = {
         name: pdf + f"\n% {index} {name}\n".encode()

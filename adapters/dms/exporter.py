@@ -18,12 +18,13 @@ from pathlib import Path
 
 import structlog
 
-from adapters.dms import mapping
+from adapters.dms import mapping, restore
 from adapters.xdomea import builders
 from adapters.xdomea.container import write_container
+from adapters.xdomea.validation import check_message
 from contracts.builders import new_uuid, primaerdokument_name
-from contracts.dms import DmsPort, Inhalt
-from contracts.xdomea import ContainerEntry, Kontakt, SchriftgutobjektArt
+from contracts.dms import DmsPort, Inhalt, Objektdaten
+from contracts.xdomea import ContainerEntry, Kontakt, SchriftgutobjektArt, uuid_key
 from gateway.errors import PermanentDeliveryError
 
 log = structlog.get_logger(__name__)
@@ -74,6 +75,7 @@ async def export_0401(
         prozess_id=prozess_id,
         erstellungszeitpunkt=erstellungszeitpunkt,
     )
+    xml = await asyncio.to_thread(_with_originals, xml, knoten, version)
     with tempfile.TemporaryDirectory(prefix="ikz-dms-export-") as folder:
         files: dict[str, Path] = {}
         for index, (name, inhalt) in enumerate(inhalte.items()):
@@ -102,3 +104,19 @@ async def _read_tree(port: DmsPort, adresse: str, inhalte: dict[str, Inhalt]) ->
             namen.append(name)
             inhalte[name] = inhalt
     return mapping.Knoten(daten=objekt.daten, kinder=tuple(kinder), inhalte=tuple(namen))
+
+
+def _with_originals(message: bytes, knoten: mapping.Knoten, version: str) -> bytes:
+    """The message with the originally imported metadata restored, if still schema-valid."""
+    daten: dict[str, Objektdaten] = {}
+    stack = [knoten]
+    while stack:
+        current = stack.pop()
+        daten[uuid_key(current.daten.uuid)] = current.daten
+        stack.extend(current.kinder)
+    restored = restore.restore(message, daten, version)
+    if check_message(restored).valid:
+        return restored
+    # Never export less than the DMS holds because an original no longer fits.
+    log.warning("dms_export_originals_dropped", reason="restored message is not schema-valid")
+    return message

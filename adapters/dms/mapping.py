@@ -103,29 +103,52 @@ def objektdaten(
     )
 
 
-def object_sources(root: etree._Element) -> dict[str, str]:
-    """Each Schriftgutobjekt's own original element, its child objects removed, by UUID key.
+#: Marks where a child object stood in a stored ``quelle`` element.
+PLATZHALTER = "ikz-sgo:"
 
-    This is what the DMS has no field for (Fristen, Vertraulichkeit, Bearbeiter, …);
-    it is stored with the object so that nothing of the message is lost.
+
+def object_sources(root: etree._Element) -> dict[str, str]:
+    """Each Schriftgutobjekt's own original element, by UUID key.
+
+    Its child objects are cut out and a comment ``ikz-sgo:<uuid>`` marks where each
+    stood, so an export can put the children back in their place. This is what the
+    DMS has no field for (Fristen, Vertraulichkeit, Bemerkung, …); it is stored with
+    the object so that nothing of the message is lost.
     """
     ns = etree.QName(root).namespace
     sources: dict[str, str] = {}
     for element in root.iter(tag=etree.Element):
-        ident = _identifikation(element, ns)
+        ident = identifikation(element, ns)
         if ident is None:
             continue
         own = copy.deepcopy(element)
-        for child in list(own.iter(tag=etree.Element))[1:]:
-            if _identifikation(child, ns) is not None and child.getparent() is not None:
-                child.getparent().remove(child)  # type: ignore[union-attr]
+        children = [c for c in list(own.iter(tag=etree.Element))[1:] if _outermost(c, own, ns)]
+        for child in children:
+            marker = etree.Comment(PLATZHALTER + (identifikation(child, ns) or ""))
+            marker.tail = child.tail
+            parent = child.getparent()
+            assert parent is not None  # a descendant of ``own`` has a parent
+            parent.replace(child, marker)
         own.tail = None
         etree.cleanup_namespaces(own)
         sources[uuid_key(ident)] = etree.tostring(own, encoding="unicode")
     return sources
 
 
-def _identifikation(element: etree._Element, ns: str | None) -> str | None:
+def _outermost(element: etree._Element, top: etree._Element, ns: str | None) -> bool:
+    """Whether ``element`` is an object with no object between it and ``top``."""
+    if identifikation(element, ns) is None:
+        return False
+    parent = element.getparent()
+    while parent is not None and parent is not top:
+        if identifikation(parent, ns) is not None:
+            return False
+        parent = parent.getparent()
+    return True
+
+
+def identifikation(element: etree._Element, ns: str | None) -> str | None:
+    """The xdomea UUID if ``element`` is a Schriftgutobjekt of namespace ``ns``."""
     tag = element.tag
     if not isinstance(tag, str) or etree.QName(tag).namespace != ns:
         return None

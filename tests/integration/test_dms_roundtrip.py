@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from adapters.dms import dmsin_names as names
 from adapters.dms.destination import DmsImport
 from adapters.dms.exporter import export_0401
+from adapters.xdomea import builders
 from adapters.xdomea.container import read_container
 from contracts.builders import AkteSpec, DokumentSpec, VersionSpec, VorgangSpec
 from contracts.config import DmsDestination, GatewayConfig
@@ -30,6 +32,7 @@ from tests.dms_support import (
     assert_exactly_filed,
     bauakte,
     container,
+    container_from_xml,
     datei,
     dmsin_destination,
     filesystem_destination,
@@ -326,3 +329,60 @@ async def test_factory_builds_the_dms_destination(
 
     assert (tmp_path / "dms" / uuid_key(akte.uuid) / "objekt.json").is_file()
     await destination.close()
+
+
+def with_extra_metadata(xml: bytes, akte: AkteSpec) -> bytes:
+    """The message with elements no DMS field holds: Bemerkung of the Akte, Bezug of the Eingang."""
+    root = etree.fromstring(xml)
+    ns = etree.QName(root).namespace
+
+    def objekt(uuid: str) -> etree._Element:
+        (ident,) = [i for i in root.iter(f"{{{ns}}}ID") if i.text == uuid]
+        owner = ident.getparent().getparent()  # type: ignore[union-attr]
+        assert owner is not None
+        return owner
+
+    kennzeichen = objekt(akte.uuid).find(f"{{{ns}}}AllgemeineMetadaten/{{{ns}}}Kennzeichen")
+    assert kennzeichen is not None
+    kennzeichen.addnext(etree.Element(f"{{{ns}}}Bemerkung"))
+    kennzeichen.getnext().text = "Abgabe nach Zuständigkeitswechsel"  # type: ignore[union-attr]
+    datum = objekt(akte.dokumente[0].uuid).find(f"{{{ns}}}Posteingangsdatum")
+    assert datum is not None
+    datum.addnext(etree.Element(f"{{{ns}}}Bezug"))
+    datum.getnext().text = "Ihr Schreiben vom 1. März"  # type: ignore[union-attr]
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+async def test_metadata_without_dms_field_comes_back_in_the_same_version(
+    backend: Backend, blobs: BlobStore, tmp_path: Path, pdf_bytes: bytes
+) -> None:
+    """Elements the DMS has no field for are kept with the object and exported again."""
+    akte = bauakte()
+    xml = with_extra_metadata(
+        builders.build_abgabe_0401(
+            "3.1.0", [akte], absender=xdomea_specs.ABSENDER, empfaenger=xdomea_specs.EMPFAENGER
+        ),
+        akte,
+    )
+    built = container_from_xml(tmp_path / "in", xml, pdf_bytes)
+
+    same = await roundtrip(backend, blobs, tmp_path, built, akte.uuid, "3.1.0")
+    other = await roundtrip(backend, blobs, tmp_path / "other", built, akte.uuid, "3.0.0")
+
+    exported = read_container(same.path)
+    assert exported.valid, exported.all_findings
+    message = exported.checked.tree
+    ns = "urn:xoev-de:xdomea:schema:3.1.0"
+    assert message.findtext(f".//{{{ns}}}Bemerkung") == "Abgabe nach Zuständigkeitswechsel"
+    assert message.findtext(f".//{{{ns}}}Bezug") == "Ihr Schreiben vom 1. März"
+    assert [xdomea_specs.shape(s) for s in exported.nachricht.schriftgutobjekte] == list(
+        xdomea_specs.expected([akte])
+    )
+    assert same.documents == built.documents
+    # Across versions the original elements are not trusted; the mapped ones still are.
+    older = read_container(other.path)
+    assert older.valid, older.all_findings
+    assert older.checked.tree.find(".//{urn:xoev-de:xdomea:schema:3.0.0}Bemerkung") is None
+    assert [xdomea_specs.shape(s) for s in older.nachricht.schriftgutobjekte] == list(
+        xdomea_specs.expected([akte])
+    )
