@@ -20,7 +20,7 @@ import click
 from adapters.xdomea import files
 from adapters.xdomea.container import ContainerLimits
 from contracts.xdomea import Finding, Nachricht, Schriftgutobjekt
-from gateway import cli_dev, logs
+from gateway import cli_dev, cli_dms, logs
 from gateway.errors import GatewayError
 from schemas import catalog
 from schemas.store import SchemaStore
@@ -608,6 +608,7 @@ def demo(scenario: str, container: Path | None, workdir: Path | None, xdomea_ver
 
 
 cli.add_command(cli_dev.dev)
+cli.add_command(cli_dms.dms)
 
 # --------------------------------------------------------------------------- entry point
 

@@ -1,4 +1,4 @@
-"""A Kommune's gateway imports a routed Abgabe into its DMS: ``dev dms-sim`` plus ``serve``.
+"""A Kommune's gateway imports a routed Abgabe into its DMS: ``dev dms-sim``, ``serve``, ``dms export``.
 
 Both run as the CLI starts them, on 127.0.0.1: the simulator from the unchanged
 WSDL in ../shared, the gateway with a ``type = "dms"`` destination whose WSDL is
@@ -23,8 +23,9 @@ import pytest
 
 from adapters.dms import dmsin_names as names
 from adapters.xdomea import builders
-from adapters.xdomea.container import write_container
+from adapters.xdomea.container import read_container, write_container
 from gateway import demo_data
+from tests import xdomea_specs
 from tests.acceptance.processes import ROOT, GatewayProcess, environment, free_port, wait_until
 from tests.dms_support import WSDL
 
@@ -32,7 +33,7 @@ from tests.dms_support import WSDL
 class SimProcess:
     """``ikz-gateway dev dms-sim`` in a subprocess, with the facts it prints."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, port: int = 0) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -41,7 +42,7 @@ class SimProcess:
                 "dev",
                 "dms-sim",
                 "--port",
-                "0",
+                str(port),
                 "--wsdl",
                 str(WSDL),
                 "--data",
@@ -134,7 +135,7 @@ destination = "dms"
 
 
 def test_routed_abgabe_is_imported_into_the_dms(sim: SimProcess, tmp_path: Path) -> None:
-    """send → journal → dms destination → dmsin over zeep → simulator, every byte identical."""
+    """send → journal → dms destination → dmsin → simulator → ``dms export``: same tree and bytes."""
     aktenplan_address, _, name = sim.facts["aktenplan"].partition(" ")
     assert name == "63 Bauordnung"
     gateway = GatewayProcess(home=tmp_path / "gw", port=free_port(), env=environment())
@@ -170,11 +171,34 @@ def test_routed_abgabe_is_imported_into_the_dms(sim: SimProcess, tmp_path: Path)
         assert gateway.stop() == 0
     assert sim.stop() == 0
 
-    restarted = SimProcess(tmp_path / "sim")
+    # Same port: the gateway's configuration names the simulator's WSDL URL.
+    restarted = SimProcess(tmp_path / "sim", port=int(sim.url.rstrip("/").rsplit(":", 1)[1]))
     try:
         objects = restarted.objects()
+        (akte_address,) = [o["address"] for o in objects if o["objclass"] == names.AKTE]
+        exported = subprocess.run(
+            [
+                *(sys.executable, "-m", "gateway", "dms", "export", akte_address),
+                *("--config", str(gateway.config), "--empfaenger", "060:4711"),
+                *("--out", str(tmp_path / "export")),
+            ],
+            cwd=ROOT,
+            env=gateway.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     finally:
         restarted.stop()
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    (path,) = (tmp_path / "export").iterdir()
+    report = read_container(path)
+    assert report.valid, report.all_findings
+    assert {e.name: e.sha256 for e in report.entries if e.role == "primaerdokument"} == hashes
+    assert [xdomea_specs.shape(s) for s in report.nachricht.schriftgutobjekte] == list(
+        xdomea_specs.expected([akte])
+    )
     contents = {
         f"{o['fields']['filename']}.{o['fields']['fileextension']}": o["sha256"]
         for o in objects
