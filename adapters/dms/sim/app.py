@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,8 @@ class Simulator:
     data: Path
     aktenplan: tuple[str, ...] = ()
     faults: FaultPlan = field(default_factory=FaultPlan)
-    calls: list[str] = field(default_factory=list)
+    #: The latest operations called, oldest first (bounded: the simulator may run for days).
+    calls: deque[str] = field(default_factory=lambda: deque(maxlen=10_000))
     in_flight: int = 0
     _store: Store | None = None
 
@@ -289,7 +291,7 @@ async def _objects(request: web.Request) -> web.Response:
 
 async def _calls(request: web.Request) -> web.Response:
     sim = request.app[SIMULATOR]
-    return web.json_response({"calls": sim.calls, "in_flight": sim.in_flight})
+    return web.json_response({"calls": list(sim.calls), "in_flight": sim.in_flight})
 
 
 async def _add_fault(request: web.Request) -> web.Response:
