@@ -85,10 +85,12 @@ class DmsImport:
     def _open(self, item: Outbound, stack: ExitStack) -> tuple[Plan, _Source]:
         """Check the blob, read and plan the message; in a worker thread."""
         _verify_blob(item)
+        where = f"message {item.message_id} (ProzessID {item.prozess_id})"
         try:
             if item.content_kind == "container":
                 container = stack.enter_context(Container(item.blob_path))
-                return plan_import(container.report(), self.ziel), _Source(container)
+                plan = plan_import(container.report(), self.ziel, where=where)
+                return plan, _Source(container)
             checked = check_message(item.blob_path.read_bytes(), where=str(item.blob_path))
         except PermanentDeliveryError:
             raise
@@ -102,7 +104,7 @@ class DmsImport:
                 "a container; send the ZIP container"
             )
         report = ContainerReport(path=str(item.blob_path), checked=checked, message_entry="")
-        return plan_import(report, self.ziel), _Source(None)
+        return plan_import(report, self.ziel, where=where), _Source(None)
 
     async def close(self) -> None:
         """Close the backend's connections."""

@@ -66,14 +66,19 @@ class Ziel:
     ablage: str | None
 
 
-def plan_import(report: ContainerReport, ziel: Ziel) -> Plan:
+def plan_import(report: ContainerReport, ziel: Ziel, *, where: str | None = None) -> Plan:
     """The import plan of a checked container.
+
+    Args:
+        report: the container's check, with every document's SHA-256.
+        ziel: the DMS it goes to.
+        where: how errors name the message (default: the container's path).
 
     Raises:
         PermanentDeliveryError: the container is invalid or the DMS cannot hold it; the
             message says which object and what to change.
     """
-    where = report.path
+    where = where or report.path
     errors = [f for f in report.all_findings if f.severity is Severity.ERROR]
     if errors:
         first = errors[0]

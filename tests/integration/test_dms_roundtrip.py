@@ -209,7 +209,9 @@ async def test_akte_without_aktenplaneintrag_is_refused_before_any_dms_call(
     built = container(tmp_path / "in", [akte], pdf_bytes)
     async with running_sim(tmp_path / "sim") as sim:
         destination = dmsin_destination(sim)
-        with pytest.raises(PermanentDeliveryError, match=r"10\.02/2024.*no Aktenplaneintrag"):
+        with pytest.raises(
+            PermanentDeliveryError, match=r"^message .*10\.02/2024.*no Aktenplaneintrag"
+        ):
             await destination.import_message(await outbound(blobs, built.data, prozess_id="p"))
         assert await sim.objects() == []
         assert (await sim.calls())["calls"] == []
@@ -386,3 +388,31 @@ async def test_metadata_without_dms_field_comes_back_in_the_same_version(
     assert [xdomea_specs.shape(s) for s in older.nachricht.schriftgutobjekte] == list(
         xdomea_specs.expected([akte])
     )
+
+
+async def test_bare_message_without_documents_is_imported(tmp_path: Path, blobs: BlobStore) -> None:
+    """A message delivered as XML (no container) files its objects when it has no documents."""
+    akte = AkteSpec(betreff="Leere Akte", kennzeichen="63.01.07", vorgaenge=(VorgangSpec(),))
+    xml = builders.build_abgabe_0401(
+        "3.1.0", [akte], absender=xdomea_specs.ABSENDER, empfaenger=xdomea_specs.EMPFAENGER
+    )
+    destination = filesystem_destination(tmp_path / "dms")
+
+    ergebnis = await destination.import_message(
+        await outbound(blobs, xml, prozess_id="p", kind="message")
+    )
+
+    assert ergebnis.angelegt == 2
+
+
+async def test_bare_message_with_documents_is_refused(tmp_path: Path, blobs: BlobStore) -> None:
+    """A message that references documents but came without its container is permanent."""
+    xml = builders.build_abgabe_0401(
+        "3.1.0", [bauakte()], absender=xdomea_specs.ABSENDER, empfaenger=xdomea_specs.EMPFAENGER
+    )
+    destination = filesystem_destination(tmp_path / "dms")
+
+    with pytest.raises(PermanentDeliveryError, match="send the ZIP container"):
+        await destination.deliver(await outbound(blobs, xml, prozess_id="p", kind="message"))
+
+    assert list((tmp_path / "dms").iterdir()) == []
