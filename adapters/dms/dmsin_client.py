@@ -55,7 +55,7 @@ class DmsinClient:
         self._service: Any = None
         self._build_lock = threading.Lock()
         self._stragglers: set[asyncio.Future[Any]] = set()
-        self._session: requests.Session | None = None
+        self._session: _Session | None = None
 
     @property
     def where(self) -> str:
@@ -119,8 +119,7 @@ class DmsinClient:
 
     def _build(self) -> Any:
         config = self.config
-        session = requests.Session()
-        session.verify = str(config.ca_file) if config.ca_file else True
+        session = _Session(str(config.ca_file) if config.ca_file else None)
         if config.client_cert is not None:
             session.cert = (
                 (str(config.client_cert), str(config.client_key))
@@ -144,11 +143,17 @@ class DmsinClient:
             client = zeep.Client(  # type: ignore[no-untyped-call]
                 config.wsdl, transport=transport, settings=settings
             )
+        except requests.exceptions.SSLError as exc:
+            session.close()
+            raise TransientDeliveryError(
+                f"TLS with {config.wsdl} failed while loading the WSDL: {_short(exc)}; check "
+                "dmsin.ca_file, client_cert and client_key"
+            ) from exc
         except (requests.RequestException, OSError) as exc:
             session.close()
             raise TransientDeliveryError(
                 f"cannot load the dmsin WSDL from {config.wsdl}: {_short(exc)}; check the "
-                "destination's dmsin.wsdl and that the DMS is reachable"
+                f"destination's dmsin.wsdl and that the DMS is reachable{_tls_hint(config.wsdl)}"
             ) from exc
         except zeep.exceptions.Error as exc:
             session.close()
@@ -184,7 +189,10 @@ class DmsinClient:
                 "complete it, the retry will find it"
             ) from exc
         except requests.exceptions.RequestException as exc:
-            raise TransientDeliveryError(f"{where} unreachable: {_short(exc)}") from exc
+            address = self.config.endpoint or self.config.wsdl
+            raise TransientDeliveryError(
+                f"{where} unreachable: {_short(exc)}{_tls_hint(address)}"
+            ) from exc
         except (zeep.exceptions.XMLSyntaxError, zeep.exceptions.XMLParseError) as exc:
             raise TransientDeliveryError(f"{where} answered unreadable XML: {_short(exc)}") from exc
         except (zeep.exceptions.ValidationError, TypeError) as exc:
@@ -200,6 +208,37 @@ class DmsinClient:
                 raise TransientDeliveryError(text + " (configured as transient)")
             raise PermanentDeliveryError(text)
         return response
+
+
+class _Session(requests.Session):
+    """A requests session whose configured CA file wins over the environment.
+
+    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` override a session's
+    ``verify`` (psf/requests#3829), so a configured ``ca_file`` would be ignored
+    silently on hosts that set them. Proxy settings from the environment still apply.
+    """
+
+    def __init__(self, ca_file: str | None) -> None:
+        super().__init__()
+        self.ca_file = ca_file
+        if ca_file is not None:
+            self.verify = ca_file
+
+    def merge_environment_settings(
+        self,
+        url: Any,
+        proxies: Any,
+        stream: Any,
+        verify: Any,
+        cert: Any,
+    ) -> dict[str, Any]:
+        """The environment's settings, but never its CA bundle over ``ca_file``."""
+        settings: dict[str, Any] = super().merge_environment_settings(
+            url, proxies, stream, verify, cert
+        )
+        if self.ca_file is not None:
+            settings["verify"] = self.ca_file
+        return settings
 
 
 def _binding(client: Any, soap_version: str) -> tuple[str, str]:
@@ -224,6 +263,17 @@ def _fault(exc: zeep.exceptions.Fault, where: str) -> Exception:
     if local in ("Client", "Sender"):
         return PermanentDeliveryError(text)
     return TransientDeliveryError(text)
+
+
+def _tls_hint(url: str) -> str:
+    # With TLS 1.3 a server that refuses the client certificate just closes the
+    # connection after the handshake, which looks like any dropped connection.
+    if not url.startswith("https://"):
+        return ""
+    return (
+        "; over https a closed connection can also mean the DMS refused the client "
+        "certificate: check dmsin.client_cert and client_key"
+    )
 
 
 def _short(value: object) -> str:

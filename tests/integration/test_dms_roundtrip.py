@@ -27,6 +27,7 @@ from gateway.errors import PermanentDeliveryError
 from tests import xdomea_specs
 from tests.delivery_support import outbound
 from tests.dms_support import (
+    WSDL,
     Behaelter,
     Sim,
     assert_exactly_filed,
@@ -416,3 +417,18 @@ async def test_bare_message_with_documents_is_refused(tmp_path: Path, blobs: Blo
         await destination.deliver(await outbound(blobs, xml, prozess_id="p", kind="message"))
 
     assert list((tmp_path / "dms").iterdir()) == []
+
+
+async def test_wsdl_from_a_file_with_the_endpoint_configured(
+    tmp_path: Path, blobs: BlobStore, pdf_bytes: bytes
+) -> None:
+    """The WSDL may be a local file; ``endpoint`` then says where the service is."""
+    akte = bauakte()
+    built = container(tmp_path / "in", [akte], pdf_bytes)
+    async with running_sim(tmp_path / "sim") as sim:
+        destination = dmsin_destination(sim, wsdl=str(WSDL), endpoint=sim.url)
+
+        await destination.deliver(await outbound(blobs, built.data, prozess_id="p"))
+
+        assert_exactly_filed(await sim.objects(), [akte], built.documents)
+        await destination.close()
