@@ -15,6 +15,7 @@ schemas demand, which ``kinder`` reports.
 
 from __future__ import annotations
 
+from datetime import date
 from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -62,6 +63,10 @@ class DokumentSpec(_Frozen):
     uuid: str = Field(default_factory=new_uuid)
     betreff: str | None = None
     kennzeichen: str | None = None
+    fremdes_geschaeftszeichen: str | None = Field(
+        default=None, description="the sender's reference; marks an incoming letter"
+    )
+    posteingangsdatum: date | None = Field(default=None, description="date it came in by post")
     versionen: tuple[VersionSpec, ...] = ()
 
     @property

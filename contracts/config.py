@@ -284,7 +284,96 @@ class HttpDestination(RetryConfig):
         return self
 
 
-DestinationConfig = Annotated[FilesystemDestination | HttpDestination, Field(discriminator="type")]
+class DmsinConfig(_Strict):
+    """How to reach a Fabasoft eGov-Suite through its dmsin SOAP interface."""
+
+    #: The WSDL: an http(s) URL (usually the service's ``?wsdl``) or a file path.
+    wsdl: str
+    #: Service address; default: the address the WSDL names.
+    endpoint: str | None = None
+    soap_version: Literal["1.1", "1.2"] = "1.1"
+    #: The technical user the gateway acts as (``userlogin`` of every call).
+    userlogin: str
+    jobposition: str | None = None
+    joboe: str | None = None
+    businessapp: str | None = None
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_timeout_seconds: float = Field(default=120.0, gt=0)
+    #: CA bundle to verify the DMS's certificate; default: the system's.
+    ca_file: Path | None = None
+    #: Client certificate (PEM) for mutual TLS, and its key if not in the same file.
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    #: Fachdaten (user form) field holding the xdomea UUID; must be searchable.
+    uuid_field: str = "xdomea_uuid"
+    #: Fachdaten field holding the rest of the xdomea metadata (JSON).
+    metadata_field: str = "xdomea_metadaten"
+    #: Business status codes that mean "try again later" (locks, maintenance).
+    transient_status: tuple[int, ...] = ()
+    #: Read every stored document back and compare its SHA-256 (doubles the traffic).
+    verify_readback: bool = True
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+
+class DmsDestination(RetryConfig):
+    """Import into a DMS: the embedded filesystem DMS or Fabasoft dmsin.
+
+    ``aktenplan`` maps Aktenzeichen prefixes (the Akte's Kennzeichen, e.g. ``63.01``
+    for ``63.01.02/2024``) to the DMS address of the Aktenplaneintrag a new Akte is
+    filed under; the longest matching prefix wins, ``aktenplan_default`` catches the
+    rest. ``ablage`` is where Vorgänge and Dokumente outside any Akte go.
+    """
+
+    type: Literal["dms"]
+    backend: Literal["filesystem", "dmsin"]
+    #: The filesystem DMS's root folder (backend "filesystem").
+    directory: Path | None = None
+    dmsin: DmsinConfig | None = None
+    aktenplan: dict[str, str] = Field(default_factory=dict)
+    aktenplan_default: str | None = None
+    ablage: str | None = None
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> DmsDestination:
+        if self.backend == "filesystem" and self.directory is None:
+            raise ValueError('backend "filesystem" needs directory = "PATH"')
+        if self.backend == "dmsin" and self.dmsin is None:
+            raise ValueError(
+                'backend "dmsin" needs a [destinations.NAME.dmsin] table with wsdl and userlogin'
+            )
+        return self
+
+    def resolved(self, base: Path) -> DmsDestination:
+        """A copy with every relative path (folder, WSDL file, TLS files) made absolute."""
+
+        def absolute(path: Path | None) -> Path | None:
+            return path if path is None or path.is_absolute() else base / path
+
+        update: dict[str, object] = {"directory": absolute(self.directory)}
+        if self.dmsin is not None:
+            wsdl = self.dmsin.wsdl
+            if not wsdl.startswith(("http://", "https://", "file://")):
+                wsdl = str(absolute(Path(wsdl)))
+            update["dmsin"] = self.dmsin.model_copy(
+                update={
+                    "wsdl": wsdl,
+                    "ca_file": absolute(self.dmsin.ca_file),
+                    "client_cert": absolute(self.dmsin.client_cert),
+                    "client_key": absolute(self.dmsin.client_key),
+                }
+            )
+        return self.model_copy(update=update)
+
+
+DestinationConfig = Annotated[
+    FilesystemDestination | HttpDestination | DmsDestination, Field(discriminator="type")
+]
 
 
 class RouteConfig(_Strict):

@@ -7,7 +7,7 @@ written back. UUIDs keep the sender's spelling; compare them with ``uuid_key``.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -114,6 +114,12 @@ class Schriftgutobjekt(_Frozen):
     uuid: str = Field(description="xdomeaUUID (Identifikation/ID) as the sender spelled it")
     betreff: str | None = None
     kennzeichen: str | None = None
+    fremdes_geschaeftszeichen: str | None = Field(
+        default=None, description="Dokument only: the sender's reference (an incoming letter)"
+    )
+    posteingangsdatum: date | None = Field(
+        default=None, description="Dokument only: the date it came in by post"
+    )
     versionen: tuple[DokumentVersion, ...] = ()
     kinder: tuple[Schriftgutobjekt, ...] = ()
     line: int | None = Field(default=None, description="line of the element in the message")

@@ -20,7 +20,7 @@ import click
 from adapters.xdomea import files
 from adapters.xdomea.container import ContainerLimits
 from contracts.xdomea import Finding, Nachricht, Schriftgutobjekt
-from gateway import cli_certs, logs
+from gateway import cli_certs, cli_dev, cli_dms, logs
 from gateway.errors import GatewayError
 from schemas import catalog
 from schemas.store import SchemaStore
@@ -686,14 +686,10 @@ def demo(
 
 # --------------------------------------------------------------------------- dev
 
-
-@cli.group("dev")
-def dev_group() -> None:
-    """Tools for development and tests (test certificates, simulators); not for production."""
-
-
-# Each dev tool lives in its own module and registers here, beside the others.
-dev_group.add_command(cli_certs.make_certs)
+# Each dev tool lives in its own module and registers in the ``dev`` group.
+cli_dev.dev.add_command(cli_certs.make_certs)
+cli.add_command(cli_dev.dev)
+cli.add_command(cli_dms.dms)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts.config import (
+    DmsDestination,
     DropFolderConfig,
     FilesystemDestination,
     GatewayConfig,
@@ -105,6 +106,8 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
             if isinstance(destination, FilesystemDestination)
             else absolute_fields(destination, "ca_file", "client_certificate", "client_key")
             if isinstance(destination, HttpDestination)
+            else destination.resolved(base)
+            if isinstance(destination, DmsDestination)
             else destination
         )
         for name, destination in config.destinations.items()

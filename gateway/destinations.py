@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from adapters.dms.destination import DmsImport
 from adapters.peer.http import PeerGateway
 from adapters.transfer.filesystem import FilesystemTransfer
-from contracts.config import FilesystemDestination, GatewayConfig, HttpDestination
+from contracts.config import (
+    DmsDestination,
+    FilesystemDestination,
+    GatewayConfig,
+    HttpDestination,
+)
 from contracts.delivery import Destination
 from gateway import tls
 
@@ -26,6 +32,8 @@ def build_destinations(config: GatewayConfig) -> dict[str, Destination]:
         elif isinstance(destination, HttpDestination):
             context = tls.client_context(name, destination)
             built[name] = PeerGateway(name, destination, ssl_context=context)
+        elif isinstance(destination, DmsDestination):
+            built[name] = DmsImport(name, destination)
         else:  # pragma: no cover - the config's discriminated union has no other types
             raise TypeError(f"no adapter for destination type {type(destination).__name__}")
     return built

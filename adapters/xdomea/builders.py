@@ -351,6 +351,11 @@ def _write_vorgang(parent: etree._Element, d: Dialect, vorgang: VorgangSpec, tag
 
 def _write_dokument(parent: etree._Element, d: Dialect, dokument: DokumentSpec) -> None:
     element = _write_head(parent, d, "Dokument", dokument)
+    # Every version puts these two right after AllgemeineMetadaten, in this order.
+    if dokument.fremdes_geschaeftszeichen is not None:
+        add(element, d, "FremdesGeschaeftszeichen", dokument.fremdes_geschaeftszeichen)
+    if dokument.posteingangsdatum is not None:
+        add(element, d, "Posteingangsdatum", dokument.posteingangsdatum.isoformat())
     for version in dokument.versionen:
         version_element = add(element, d, "Version")
         add(version_element, d, "Nummer", version.nummer)

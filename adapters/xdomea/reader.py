@@ -9,7 +9,7 @@ that carries an ``Identifikation/ID``; wrappers in between (``Schriftgutobjekt``
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from lxml import etree
 
@@ -95,6 +95,15 @@ def _datetime(value: str | None) -> datetime | None:
         return None
 
 
+def _date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 def _read_kontakt(kontakt: etree._Element | None, q: _Names) -> Kontakt:
     kennung_element = _child(kontakt, q("Behoerdenkennung"))
     behoerdenkennung = None
@@ -166,6 +175,8 @@ def _read_object(
         uuid=uuid,
         betreff=_text(_child(metadaten, q("Betreff"))),
         kennzeichen=_text(_child(metadaten, q("Kennzeichen"))),
+        fremdes_geschaeftszeichen=_text(_child(element, q("FremdesGeschaeftszeichen"))),
+        posteingangsdatum=_date(_text(_child(element, q("Posteingangsdatum")))),
         versionen=versionen,
         kinder=kinder,
         line=source_line(element),

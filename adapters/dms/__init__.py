@@ -1,0 +1,1 @@
+"""DMS adapters: the xdomea import and export over one port, with two backends."""
