@@ -29,6 +29,7 @@ import hashlib
 import os
 import ssl
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -164,26 +165,34 @@ class _VerifiedBlob:
         """Yield the blob's bytes; the last chunk only once the digest matched."""
         digest = hashlib.sha256()
         size = 0
-        handle = await asyncio.to_thread(self.item.blob_path.open, "rb")
-        try:
-            held: bytes | None = None
-            while chunk := await asyncio.to_thread(handle.read, self.chunk_size):
-                digest.update(chunk)
-                size += len(chunk)
-                if held is not None:
-                    yield held
-                held = chunk
-            if digest.hexdigest() != self.item.blob_sha256 or size != self.item.size:
-                self.corrupted = PermanentDeliveryError(
-                    f"blob {self.item.blob_sha256} is corrupted (read {size} bytes with "
-                    f"SHA-256 {digest.hexdigest()}); nothing complete was sent; restore "
-                    "it from backup and replay the message"
-                )
-                raise self.corrupted
+        held: bytes | None = None
+        # Each chunk is read by offset with its own open and close: a stream abandoned
+        # mid-body (the peer dropped the connection) holds no open file.
+        path = self.item.blob_path
+        while chunk := await asyncio.to_thread(_read_at, path, size, self.chunk_size):
+            digest.update(chunk)
+            size += len(chunk)
             if held is not None:
                 yield held
-        finally:
-            handle.close()
+            held = chunk
+        if digest.hexdigest() != self.item.blob_sha256 or size != self.item.size:
+            self.corrupted = PermanentDeliveryError(
+                f"blob {self.item.blob_sha256} is corrupted (read {size} bytes with "
+                f"SHA-256 {digest.hexdigest()}); nothing complete was sent; restore "
+                "it from backup and replay the message"
+            )
+            raise self.corrupted
+        if held is not None:
+            yield held
+
+
+def _read_at(path: Path, offset: int, size: int) -> bytes:
+    """Up to ``size`` bytes of ``path`` from ``offset`` (empty at the end)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
 
 
 def _dropped_after_connect(exc: BaseException) -> bool:
