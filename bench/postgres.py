@@ -42,9 +42,7 @@ import asyncio
 import hashlib
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,14 +54,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench.serve import CONCURRENCY, ServeProcess, free_port, write_config
+
 ADMIN_URL = os.environ.get(
     "IKZ_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 PROCESSES = (1, 2, 4)
 #: In-flight jobs on both sides of (b); also the serve processes' worker concurrency in (a).
-CONCURRENCY = 8
-TOKEN = "bench-postgres-token"
-_ROOT = Path(__file__).resolve().parent.parent
 _T = TypeVar("_T")
 
 
@@ -180,109 +177,13 @@ class _Cpu:
 # --------------------------------------------------------------------------- (a) delivery
 
 
-def _toml(value: object) -> str:
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-
-
-def _config(home: Path, *, port: int, journal: str, blobs: Path, transfer: Path) -> Path:
-    """One process of the gateway for LA:LAB: a PostgreSQL journal, shared blobs and transfer."""
-    home.mkdir(parents=True, exist_ok=True)
-    path = home / "gateway.toml"
-    path.write_text(
-        f"""
-[node]
-id = "landesarchiv"
-behoerdenkennung = "LA:LAB"
-
-[storage]
-journal = {_toml(journal)}
-blobs = {_toml(blobs)}
-
-[http]
-host = "127.0.0.1"
-port = {port}
-
-[worker]
-concurrency = {CONCURRENCY}
-poll_interval_seconds = 0.2
-
-[[partners]]
-id = "beispielstadt"
-behoerdenkennung = "060:0815"
-token_sha256 = "{hashlib.sha256(TOKEN.encode()).hexdigest()}"
-
-[destinations.archiv]
-type = "filesystem"
-directory = {_toml(transfer)}
-naming = "short"
-concurrency = {CONCURRENCY}
-
-[[routes]]
-empfaenger = "LA:LAB"
-destination = "archiv"
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
-class _Serve:
+class _Serve(ServeProcess):
     """One ``serve`` subprocess on the shared database, blobs and transfer folder."""
 
     def __init__(self, home: Path, *, journal: str, blobs: Path, transfer: Path) -> None:
-        from bench.runtime import _free_port
-
-        self.home = home
-        self.port = _free_port()
-        config = _config(home, port=self.port, journal=journal, blobs=blobs, transfer=transfer)
-        self._log = (home / "serve.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-            cwd=_ROOT,
-            env={**os.environ, "PYTHONPATH": str(_ROOT)},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    async def wait_healthy(self, timeout: float = 60) -> None:
-        """Poll ``/v1/health`` until 200.
-
-        Raises:
-            RuntimeError: the process exited or did not answer in time.
-        """
-        import aiohttp
-
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"serve exited: {self.log_tail()}")
-                try:
-                    async with session.get(f"http://127.0.0.1:{self.port}/v1/health") as answer:
-                        if answer.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"serve did not become healthy: {self.log_tail()}")
-
-    def log_tail(self) -> str:
-        """The end of the process's log."""
-        return (self.home / "serve.log").read_text(errors="replace")[-2000:]
-
-    def terminate(self) -> None:
-        """Ask the process to stop (graceful: in-flight deliveries finish)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-
-    def wait(self) -> None:
-        """Wait for the exit after ``terminate``; SIGKILL after 30 s."""
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self._log.close()
+        port = free_port()
+        write_config(home, port=port, journal=journal, blobs=blobs, transfer=transfer)
+        super().__init__(home, port=port)
 
 
 def _delivered(folder: Path) -> int:
@@ -347,14 +248,14 @@ def _delivery(tmp: Path, count: int, *, rounds: int) -> Iterator[dict[str, Any]]
 
 async def _preload(home: Path, url: str, blobs: Path, count: int) -> dict[str, float]:
     """Journal ``count`` distinct messages through the real intake path; no worker runs."""
-    from bench.runtime import _free_port, _messages
+    from bench.runtime import _messages
     from gateway.blobs import BlobStore
     from gateway.config import load_config
     from gateway.intake import Intake, Submission
     from gateway.journal.store import Journal
 
     config = load_config(
-        _config(home, port=_free_port(), journal=url, blobs=blobs, transfer=home / "transfer")
+        write_config(home, port=free_port(), journal=url, blobs=blobs, transfer=home / "transfer")
     )
     journal = Journal.from_url(config.storage.journal)
     try:

@@ -26,10 +26,7 @@ import asyncio
 import hashlib
 import json
 import os
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,11 +35,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.serve import TOKEN, ServeProcess, free_port, write_config
+
 VERSION = "3.1.0"
-TOKEN = "bench-runtime-token"
 MIB = 1024 * 1024
 RSS_CEILING_MIB = 150
-_ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(quick: bool) -> Iterator[dict[str, Any]]:
@@ -125,118 +122,23 @@ def _bare_loop(folder: Path, messages: list[bytes]) -> list[float]:
 # --------------------------------------------------------------------------- gateway process
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _config(home: Path, port: int) -> Path:
-    """A gateway accepting Stadt Beispielstadt and filing messages for LA:LAB in ``transfer/``."""
-    (home / "transfer").mkdir(parents=True, exist_ok=True)
-    path = home / "gateway.toml"
-    path.write_text(
-        f"""
-[node]
-id = "landesarchiv"
-behoerdenkennung = "LA:LAB"
-
-[storage]
-journal = "sqlite:///{home / "data" / "journal.db"}"
-blobs = "{home / "data" / "blobs"}"
-
-[http]
-port = {port}
-
-[worker]
-concurrency = 8
-poll_interval_seconds = 0.2
-
-[[partners]]
-id = "beispielstadt"
-behoerdenkennung = "060:0815"
-token_sha256 = "{hashlib.sha256(TOKEN.encode()).hexdigest()}"
-
-[destinations.archiv]
-type = "filesystem"
-directory = "{home / "transfer"}"
-naming = "short"
-concurrency = 8
-
-[[routes]]
-empfaenger = "LA:LAB"
-destination = "archiv"
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
-class _Gateway:
-    """A ``serve`` subprocess, started and waited for until it answers health checks."""
+class _Gateway(ServeProcess):
+    """The gateway under test: SQLite journal and blobs in ``home/data``, ``home/transfer``."""
 
     def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = _free_port()
-        self.config = _config(home, self.port)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = (home / "serve.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(self.config)],
-            cwd=_ROOT,
-            env={**os.environ, "PYTHONPATH": str(_ROOT)},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        port = free_port()
+        write_config(
+            home,
+            port=port,
+            journal=f"sqlite:///{home / 'data' / 'journal.db'}",
+            blobs=home / "data" / "blobs",
+            transfer=home / "transfer",
         )
-
-    async def wait_healthy(self, timeout: float = 30) -> None:
-        """Poll ``/v1/health`` until 200.
-
-        Raises:
-            RuntimeError: the process exited or did not answer in time.
-        """
-        import aiohttp
-
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"serve exited: {self.log_tail()}")
-                try:
-                    async with session.get(f"{self.url}/v1/health") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"serve did not become healthy: {self.log_tail()}")
-
-    def peak_rss_mib(self) -> float:
-        """``VmHWM`` of the process in MiB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM in /proc status")
+        super().__init__(home, port=port)
 
     def delivered(self) -> int:
         """Finished files in the transfer folder."""
         return sum(1 for p in (self.home / "transfer").iterdir() if not p.name.startswith("."))
-
-    def log_tail(self) -> str:
-        """The end of the process's log."""
-        return (self.home / "serve.log").read_text(errors="replace")[-2000:]
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not exit within 30 s."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 async def _post(session: Any, url: str, body: bytes, content_type: str = "application/xml") -> None:
