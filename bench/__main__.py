@@ -19,6 +19,7 @@ BENCHMARKS = {
     "container": "bench.container",
     "runtime": "bench.runtime",
     "postgres": "bench.postgres",
+    "dms": "bench.dms",
 }
 
 

@@ -643,17 +643,38 @@ def _demo_journal_url(
         "Default: a SQLite file in each gateway's folder."
     ),
 )
+@click.option(
+    "--dms",
+    type=click.Choice(["fs", "sim"]),
+    default="fs",
+    show_default=True,
+    help=(
+        "Kommune B's DMS: fs = its transfer folder; sim = a dms destination importing over "
+        "SOAP into the dmsin simulator, started on 127.0.0.1 for the run."
+    ),
+)
+@click.option(
+    "--dms-wsdl",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=(
+        "The dmsin WSDL file the simulator serves (--dms sim). Default: $IKZ_DMSIN_WSDL, "
+        "else ../shared/wsdl/dmsin/dmsin-eai-1.10.wsdl beside the project."
+    ),
+)
 def demo(
     scenario: str,
     container: Path | None,
     workdir: Path | None,
     xdomea_version: str,
     journal: str | None,
+    dms: str,
+    dms_wsdl: Path | None,
 ) -> None:
     """Run an end-to-end Abgabe between two Kommunen and check every document and receipt.
 
     Exits 0 only when every document arrived bit-identical and every receipt arrived;
-    2 when the journals cannot be set up (unsupported URL, unreachable server).
+    2 when the journals cannot be set up (unsupported URL, unreachable server) or,
+    with --dms sim, the dmsin WSDL cannot be found.
     """
     import tempfile
 
@@ -670,6 +691,8 @@ def demo(
             echo=click.echo,
             journal=journal,
             keep_journals=True,
+            dms=dms,
+            dms_wsdl=dms_wsdl,
         )
         click.echo(f"  files kept in {workdir}")
     else:
@@ -680,6 +703,8 @@ def demo(
                 version=xdomea_version,
                 echo=click.echo,
                 journal=journal,
+                dms=dms,
+                dms_wsdl=dms_wsdl,
             )
     sys.exit(0 if passed else 1)
 

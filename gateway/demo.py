@@ -10,8 +10,11 @@ Each Kommune runs its own gateway (own gateway.toml, journal, blob store, HTTP A
 and delivery worker) on loopback. The journals are SQLite files in the gateways'
 folders, or, with ``--journal``, fresh ones derived from a SQLite or PostgreSQL URL
 and removed at the end (``demo_journals``); messages travel A → B and receipts
-B → A through them. The receipts are still written by the demo in B's role; the
-gateway producing them itself comes with the Abgabe process issue.
+B → A through them. With ``--dms sim`` B's gateway imports the Abgabe into a DMS
+over SOAP (the dmsin simulator, ``demo_dms``) instead of a transfer folder, and the
+demo exports it back from there to compare every document. The receipts are
+still written by the demo in B's role; the gateway producing them itself comes
+with the Abgabe process issue.
 """
 
 from __future__ import annotations
@@ -21,14 +24,18 @@ import hashlib
 import os
 import shutil
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adapters.dms.destination import DmsImport
 from adapters.xdomea import builders, naming, receipts
 from adapters.xdomea.container import Container, ContainerReport, read_container, write_container
 from adapters.xdomea.validation import check_message
+from contracts.journal import DeliveryState
 from contracts.xdomea import Kontakt, Nachricht, Schriftgutobjekt, Severity
-from gateway import demo_data
+from gateway import demo_data, demo_dms
+from gateway.app import WORKER
 from gateway.demo_gateways import Node, two_gateways, wait_for_files
 from gateway.demo_journals import DemoJournals, demo_journals
 from gateway.errors import SchemaNotInstalled
@@ -75,6 +82,8 @@ def run_demo(
     echo: Echo = print,
     journal: str | None = None,
     keep_journals: bool = False,
+    dms: str = "fs",
+    dms_wsdl: Path | None = None,
 ) -> bool:
     """Run the Abgabe scenario in ``workdir``; return whether every check passed.
 
@@ -86,12 +95,18 @@ def run_demo(
         journal: ``sqlite:///PATH`` or ``postgresql://…`` from which both gateways'
             journals are derived (see ``demo_journals``); ``None``: SQLite in ``workdir``.
         keep_journals: leave derived journals in place at the end (else removed).
+        dms: Kommune B's DMS: ``"fs"`` its transfer folder, filed by the demo;
+            ``"sim"`` a ``dms`` destination (dmsin) on the simulator (``demo_dms``).
+        dms_wsdl: the dmsin WSDL file for ``"sim"`` (default: see ``demo_dms.find_wsdl``).
 
     Raises:
+        ConfigError: ``dms="sim"`` and the dmsin WSDL cannot be found.
         JournalUnavailable: the journal server cannot be reached.
         JournalError: the journal URL is unsupported or its journals cannot be created.
         SchemaNotInstalled: no xdomea schemas are installed.
     """
+    # Found before anything starts, so a missing WSDL costs nothing but the message.
+    wsdl = demo_dms.find_wsdl(dms_wsdl) if dms == "sim" else None
     return asyncio.run(
         _with_journals(
             workdir,
@@ -100,6 +115,7 @@ def run_demo(
             echo=echo,
             journal=journal,
             keep=keep_journals,
+            dms_wsdl=wsdl,
         )
     )
 
@@ -112,12 +128,18 @@ async def _with_journals(
     echo: Echo,
     journal: str | None,
     keep: bool,
+    dms_wsdl: Path | None,
 ) -> bool:
     # The journals exist before anything else happens, so an unreachable server
     # fails the demo at once, and they are removed however the run ends.
     async with demo_journals(journal, keep=keep, echo=echo) as journals:
         return await _run(
-            workdir, container=container, version=version, echo=echo, journals=journals
+            workdir,
+            container=container,
+            version=version,
+            echo=echo,
+            journals=journals,
+            dms_wsdl=dms_wsdl,
         )
 
 
@@ -128,6 +150,7 @@ async def _run(
     version: str,
     echo: Echo,
     journals: DemoJournals,
+    dms_wsdl: Path | None,
 ) -> bool:
     journey = Journey(echo)
     installed = default_loader().installed_versions()
@@ -152,41 +175,114 @@ async def _run(
         journey.check(False, "Absender and Empfänger carry a Behördenkennung (Präfix and Kennung)")
         return _result(journey)
 
-    journey.step("3. Gateway A delivers to gateway B (HTTP on loopback, journaled both sides)")
-    async with two_gateways(workdir, kennung_a, kennung_b, journals=journals.urls) as (
-        gateway_a,
-        gateway_b,
-    ):
+    async with AsyncExitStack() as stack:
+        dms_b = None
+        if dms_wsdl is not None:
+            sim = await stack.enter_async_context(
+                demo_dms.running_simulator(dms_wsdl, workdir / "kommune-b" / "dms-sim")
+            )
+            dms_b = (demo_dms.DESTINATION, demo_dms.destination_toml(sim))
+        journey.step("3. Gateway A delivers to gateway B (HTTP on loopback, journaled both sides)")
+        gateway_a, gateway_b = await stack.enter_async_context(
+            two_gateways(workdir, kennung_a, kennung_b, journals=journals.urls, dms_b=dms_b)
+        )
         journey.info(f"gateway A: {gateway_a.folder / 'gateway.toml'}")
         journey.info(f"  journal {journals.describe('a')}")
         journey.info(f"gateway B: {gateway_b.folder / 'gateway.toml'}")
         journey.info(f"  journal {journals.describe('b')}")
+        if dms_b is not None:
+            journey.info(f"  DMS: dmsin simulator {sim.url} (WSDL {dms_wsdl})")
         accepted = await gateway_a.send(Path(sent.path))
         journey.info(f"A accepted message {accepted.message_id}")
-        found = await wait_for_files(gateway_b.local_folder, 1)
-        delivered = found[0] if found else None
-        if not journey.check(delivered is not None, "B's gateway delivered into its DMS folder"):
+        if dms_b is None:
+            received = await _into_transfer_folder(
+                journey, workdir, gateway_a, gateway_b, message, originals
+            )
+        else:
+            received = await _into_dms(journey, workdir, gateway_a, gateway_b, message, originals)
+        if received is None:
             return _result(journey)
-        assert delivered is not None
-        await _show_journals(journey, gateway_a, gateway_b, message.kopf.prozess_id)
-
-        journey.step("4. Kommune B checks the container")
-        received = read_container(delivered)
-        journey.check(
-            received.valid, "container valid against the xdomea schema", _first_error(received)
-        )
-        journey.check(
-            _kennung(received.nachricht.kopf.empfaenger) == kennung_b, "addressed to Kommune B"
-        )
-
-        journey.step("5. Kommune B files every document (SHA-256 end to end)")
-        _file_documents(journey, delivered, workdir / "kommune-b" / "dms", originals)
 
         journey.step("6. Kommune B answers through its gateway; A's gateway delivers the receipts")
         due = await _send_receipts(journey, received, gateway_b, workdir / "kommune-b" / "outbox")
         arrived = await wait_for_files(gateway_a.local_folder, len(due))
         _check_receipts(journey, received, arrived, due)
     return _result(journey)
+
+
+async def _into_transfer_folder(
+    journey: Journey,
+    workdir: Path,
+    gateway_a: Node,
+    gateway_b: Node,
+    message: Nachricht,
+    originals: dict[str, str],
+) -> ContainerReport | None:
+    """``--dms fs``: B's gateway writes the container into its transfer folder; B files it."""
+    found = await wait_for_files(gateway_b.local_folder, 1)
+    delivered = found[0] if found else None
+    if not journey.check(delivered is not None, "B's gateway delivered into its DMS folder"):
+        return None
+    assert delivered is not None
+    await _show_journals(journey, gateway_a, gateway_b, message.kopf.prozess_id)
+    received = _check_received(journey, delivered, message)
+
+    journey.step("5. Kommune B files every document (SHA-256 end to end)")
+    _file_documents(journey, delivered, workdir / "kommune-b" / "dms", originals)
+    return received
+
+
+async def _into_dms(
+    journey: Journey,
+    workdir: Path,
+    gateway_a: Node,
+    gateway_b: Node,
+    message: Nachricht,
+    originals: dict[str, str],
+) -> ContainerReport | None:
+    """``--dms sim``: B's gateway imports into its DMS over SOAP; B exports it back."""
+    prozess_id = message.kopf.prozess_id
+    finished = await demo_dms.wait_for_delivery(lambda: gateway_b.process(prozess_id))
+    state = "not finished after 60 s" if finished is None else finished[1].state.value
+    error = finished[1].last_error if finished is not None else None
+    if not journey.check(
+        finished is not None and finished[1].state is DeliveryState.DELIVERED,
+        "B's gateway imported the message into its DMS (dmsin over SOAP)",
+        "" if error is None and finished is not None else f"{state}: {error or ''}",
+    ):
+        return None
+    assert finished is not None
+    view = finished[0]
+    await _show_journals(journey, gateway_a, gateway_b, prozess_id)
+    worker = gateway_b.app[WORKER]
+    blob = worker.blobs.path(view.blob_sha256)
+    received = _check_received(journey, blob, message)
+
+    journey.step("5. Kommune B's DMS holds every object; each document exported back (SHA-256)")
+    destination = worker.destinations[demo_dms.DESTINATION]
+    assert isinstance(destination, DmsImport)
+    await demo_dms.check_dms(
+        journey,
+        destination,
+        demo_dms.outbound(view, blob),
+        received.nachricht,
+        originals,
+        workdir / "kommune-b" / "dms-export",
+    )
+    return received
+
+
+def _check_received(journey: Journey, path: Path, message: Nachricht) -> ContainerReport:
+    journey.step("4. Kommune B checks the container")
+    received = read_container(path)
+    journey.check(
+        received.valid, "container valid against the xdomea schema", _first_error(received)
+    )
+    journey.check(
+        _kennung(received.nachricht.kopf.empfaenger) == _kennung(message.kopf.empfaenger),
+        "addressed to Kommune B",
+    )
+    return received
 
 
 def _result(journey: Journey) -> bool:

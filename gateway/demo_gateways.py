@@ -4,8 +4,9 @@ Each gets its own ``gateway.toml`` (written into the work directory so a user ca
 read and reuse it), journal (by default a SQLite file in its folder; any journal
 URL the caller gives, see ``demo_journals``), blob store and HTTP port. A routes messages for
 B to B's ``/v1/messages`` and messages for itself into ``kommune-a/inbox``; B
-routes messages for itself into its DMS transfer folder and messages for A back
-to A. Tokens are random per run and reach the gateways through environment
+routes messages for itself into its DMS transfer folder (or, for ``demo --dms
+sim``, into a ``dms`` destination the caller gives) and messages for A back to
+A. Tokens are random per run and reach the gateways through environment
 variables, as in production.
 """
 
@@ -61,14 +62,14 @@ max_backoff_seconds = 2
 [destinations.local]
 type = "filesystem"
 directory = "{local_folder}"
-
+{extra_destinations}
 [[routes]]
 empfaenger = "{peer_kennung}"
 destination = "{peer_id}"
 
 [[routes]]
 empfaenger = "{kennung}"
-destination = "local"
+destination = "{own_destination}"
 """
 
 
@@ -112,6 +113,7 @@ async def two_gateways(
     kennung_b: str,
     *,
     journals: Mapping[str, str | None] | None = None,
+    dms_b: tuple[str, str] | None = None,
 ) -> AsyncIterator[tuple[Node, Node]]:
     """Write both configurations, start both gateways, stop them at the end.
 
@@ -121,6 +123,8 @@ async def two_gateways(
         kennung_b: B's Behördenkennung.
         journals: journal URL per gateway (``"a"``, ``"b"``); missing or ``None``: a
             SQLite file in the gateway's folder.
+        dms_b: B's DMS destination as ``(name, TOML tables)``; B's messages for itself
+            then go there instead of its DMS transfer folder.
     """
     journals = journals or {}
     ports = {"a": _free_port(), "b": _free_port()}
@@ -154,6 +158,8 @@ async def two_gateways(
                     peer_port=ports[peer],
                     outbound_env=env[key],
                     local_folder=local,
+                    extra_destinations=dms_b[1] if key == "b" and dms_b else "",
+                    own_destination=dms_b[0] if key == "b" and dms_b else "local",
                 ),
                 encoding="utf-8",
             )

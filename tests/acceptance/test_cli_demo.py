@@ -137,3 +137,55 @@ def test_demo_refuses_an_unusable_journal_with_exit_2(url: str, message: str) ->
     assert message in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert "secret" not in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def sim_demo(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """One run of ``demo --dms sim`` (the WSDL found in ../shared), shared by the tests below."""
+    return run("demo", "--dms", "sim", "--workdir", str(tmp_path_factory.mktemp("sim-demo")))
+
+
+def test_demo_with_the_dms_simulator_passes(sim_demo: subprocess.CompletedProcess[str]) -> None:
+    """With --dms sim, B's gateway imports into the dmsin simulator and the demo exits 0."""
+    assert sim_demo.returncode == 0, sim_demo.stdout + sim_demo.stderr
+    assert "imported the message into its DMS (dmsin over SOAP)" in sim_demo.stdout
+    assert "PASSED" in sim_demo.stdout
+
+
+def test_demo_with_the_dms_simulator_prints_the_objects_in_the_dms(
+    sim_demo: subprocess.CompletedProcess[str],
+) -> None:
+    """The demo lists the Akte, Vorgänge, Dokumente and contents B's DMS holds, with addresses."""
+    lines = sim_demo.stdout.splitlines()
+    start = lines.index(next(line for line in lines if "objects in B's DMS" in line))
+    tree = [line.strip() for line in lines[start + 1 : start + 10]]
+    assert [line.split(" ", 1)[0] for line in tree] == [
+        "Akte",
+        "Vorgang",
+        "Dokument",
+        "Inhalt",
+        "Dokument",
+        "Inhalt",
+        "Vorgang",
+        "Dokument",
+        "Inhalt",
+    ]
+    assert all(line.rsplit("  ", 1)[1].startswith("COO.") for line in tree)
+
+
+def test_demo_with_the_dms_simulator_proves_every_exported_document(
+    sim_demo: subprocess.CompletedProcess[str],
+) -> None:
+    """Every document exported back from the DMS has the SHA-256 A sent; nothing is created twice."""
+    assert sim_demo.stdout.count("= sent") == 3
+    assert "[ok  ] the export is a valid 0401 container" in sim_demo.stdout
+    assert "[ok  ] replaying the import creates nothing" in sim_demo.stdout
+
+
+def test_demo_with_the_dms_simulator_and_no_wsdl_exits_2(tmp_path: Path) -> None:
+    """Without a findable dmsin WSDL the demo says how to give one and exits 2."""
+    result = run("demo", "--dms", "sim", "--dms-wsdl", str(tmp_path / "missing.wsdl"))
+
+    assert result.returncode == 2
+    assert "--dms-wsdl PATH or IKZ_DMSIN_WSDL=PATH" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
