@@ -88,6 +88,30 @@ def _compile(version: str, files: dict[str, bytes], path: str) -> etree.XMLSchem
         raise error(f"xdomea {version} schema {path} does not compile: {exc}") from exc
 
 
+#: Compiles tried before a failure to load an include counts as real.
+_COMPILE_ATTEMPTS = 3
+
+
+def _compile_retrying(version: str, files: dict[str, bytes], path: str) -> etree.XMLSchema:
+    """``_compile``, tried again when libxml2 fails to load an include it was handed.
+
+    lxml installs its resolver by swapping libxml2's process-wide document loader
+    for the duration of a schema compile, and other lxml work in another thread
+    (seen: the dmsin simulator compiling WSDL types beside the gateway; also once
+    under load in a busy ``serve``) can swap it back in the middle. The include
+    then "fails to load" although the resolver holds its verified bytes. A schema
+    that is really broken fails every attempt.
+    """
+    for attempt in range(1, _COMPILE_ATTEMPTS + 1):
+        try:
+            return _compile(version, files, path)
+        except _SpuriousIncludeFailure as exc:
+            if attempt == _COMPILE_ATTEMPTS:
+                raise
+            log.warning("schema_compile_retried", version=version, path=path, error=str(exc))
+    raise AssertionError("unreachable")
+
+
 class _SpuriousIncludeFailure(SchemaError):
     """libxml2 could not load an include although the resolver holds its verified bytes."""
 
@@ -141,15 +165,7 @@ class SchemaLoader:
         if compiled is None:
             files = self.version(version).files
             with self._compile_lock:
-                try:
-                    compiled = _compile(version, files, path)
-                except _SpuriousIncludeFailure as exc:
-                    # Seen twice, under heavy load, right after a process started; never
-                    # reproduced. A schema that is really broken fails the second time too.
-                    log.warning(
-                        "schema_compile_retried", version=version, path=path, error=str(exc)
-                    )
-                    compiled = _compile(version, files, path)
+                compiled = _compile_retrying(version, files, path)
             cache[path] = compiled
         return compiled
 
