@@ -152,7 +152,7 @@ class ReceiptProducer:
     def _build(self, task: ReceiptTask) -> bytes | None:
         """The receipt's bytes, or ``None`` when the Kopf does not ask for it (thread)."""
         with ExitStack() as stack:
-            incoming = _read(self._blobs.path(task.blob_sha256), task.content_kind, stack)
+            incoming = read_message(self._blobs.path(task.blob_sha256), task.content_kind, stack)
             if task.code not in requested_receipts(incoming):
                 return None
             return build_receipt(
@@ -175,8 +175,16 @@ class ReceiptProducer:
         )
 
 
-def _read(path: Path, content_kind: str, stack: ExitStack) -> CheckedMessage:
-    """The answered message as checked XML, from a container or a bare message."""
+def read_message(path: Path, content_kind: str | None, stack: ExitStack) -> CheckedMessage:
+    """A journaled message as checked XML, from a container or a bare message.
+
+    Args:
+        content_kind: ``"container"`` or ``"message"``; ``None`` looks at the bytes.
+        stack: keeps an opened container open for as long as the caller needs it.
+    """
+    if content_kind is None:
+        with path.open("rb") as handle:
+            content_kind = "container" if handle.read(4) == b"PK\x03\x04" else "message"
     if content_kind == "container":
         container = stack.enter_context(Container(path))
         return container.report().checked
