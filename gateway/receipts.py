@@ -85,7 +85,7 @@ class ReceiptProducer:
         while not stop.is_set():
             self._wake.clear()
             try:
-                await self.produce_due()
+                await self.produce_due(stop)
                 failures = 0
             except JournalUnavailable as exc:
                 failures += 1
@@ -98,8 +98,12 @@ class ReceiptProducer:
                 for waiter in waiters:
                     waiter.cancel()
 
-    async def produce_due(self) -> int:
+    async def produce_due(self, stop: asyncio.Event | None = None) -> int:
         """Produce every receipt due now; how many were produced or skipped.
+
+        Args:
+            stop: when set, return after the receipt being produced (shutdown must
+                not wait for a long backlog; what is left stays pending).
 
         Raises:
             JournalUnavailable: the journal cannot be reached.
@@ -107,6 +111,8 @@ class ReceiptProducer:
         done = 0
         while tasks := await self._journal.due_receipts(limit=20):
             for task in tasks:
+                if stop is not None and stop.is_set():
+                    return done
                 done += await self._produce(task)
             if len(tasks) < 20:
                 break
