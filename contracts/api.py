@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.journal import MessageState, MessageView
+from contracts.processes import ProcessStatus
 from contracts.xdomea import Finding
 
 #: Problem ``type`` URIs are this prefix plus the problem's kind, e.g. ``…:unroutable``.
@@ -45,10 +46,9 @@ class MessageList(_Frozen):
     offset: int
 
 
-class ProcessResponse(_Frozen):
-    """Every message of one ProzessID, oldest first."""
+class ProcessResponse(ProcessStatus):
+    """One ProzessID: its derived state and timeline, and every message, oldest first."""
 
-    prozess_id: str
     messages: tuple[MessageView, ...]
 
 

@@ -418,6 +418,17 @@ class WorkerConfig(_Strict):
     poll_interval_seconds: float = Field(default=0.5, gt=0)
 
 
+class ProcessesConfig(_Strict):
+    """Process tracking and the receipts this gateway produces (``[processes]``)."""
+
+    #: Answer every 0401 addressed to this node by a partner with the receipts its
+    #: Kopf asks for (0403 on acceptance, 0402 once a local destination imported it).
+    auto_receipts: bool = True
+    #: A process still waiting for its 0403 or 0402 this long after the 0401 was
+    #: delivered to the peer is shown as overdue.
+    receipt_timeout_seconds: float = Field(default=24 * 3600.0, gt=0)
+
+
 class GatewayConfig(_Strict):
     """The whole configuration file."""
 
@@ -425,6 +436,7 @@ class GatewayConfig(_Strict):
     storage: StorageConfig = StorageConfig()
     http: HttpConfig = HttpConfig()
     worker: WorkerConfig = WorkerConfig()
+    processes: ProcessesConfig = ProcessesConfig()
     partners: tuple[PartnerConfig, ...] = ()
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     routes: tuple[RouteConfig, ...] = ()

@@ -1,10 +1,11 @@
 """The one interface every destination adapter implements.
 
 A destination takes an ``Outbound`` (a journaled message and where its bytes lie)
-and either returns normally (delivered), raises ``TransientDeliveryError``
-(retry with backoff) or ``PermanentDeliveryError`` (dead-letter at once), both
-from ``gateway.errors``. Any other exception counts as transient. Destinations
-never touch the journal; the worker records outcomes.
+and either returns normally (delivered; a destination that imports the message may
+return a ``DeliveryResult`` with its per-object outcome), raises
+``TransientDeliveryError`` (retry with backoff) or ``PermanentDeliveryError``
+(dead-letter at once), both from ``gateway.errors``. Any other exception counts
+as transient. Destinations never touch the journal; the worker records outcomes.
 
 Delivery is at least once: a destination may see the same message again after a
 crash, so it must be idempotent on ``message_id`` (same file name, same
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
+
+from contracts.builders import ObjectResult
 
 
 class Outbound(BaseModel):
@@ -36,13 +39,30 @@ class Outbound(BaseModel):
     file_name: str | None = None
 
 
+class DeliveryResult(BaseModel):
+    """What a destination that imports a message reports back about it (optional).
+
+    A DMS import names the objects it could not import; objects not named count as
+    imported. Destinations without anything to report return ``None``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Outcome per Schriftgutobjekt UUID; in practice only the failures.
+    objects: dict[str, ObjectResult] = {}
+
+
 class Destination(Protocol):
     """Somewhere messages go: a transfer directory, a peer gateway, a DMS…"""
 
     name: str
 
-    async def deliver(self, item: Outbound) -> None:
-        """Deliver one message; raise a ``DeliveryError`` subclass on failure."""
+    async def deliver(self, item: Outbound) -> DeliveryResult | None:
+        """Deliver one message; raise a ``DeliveryError`` subclass on failure.
+
+        Returns:
+            ``None``, or what the destination learned (a DMS's per-object outcome).
+        """
         ...
 
     async def close(self) -> None:

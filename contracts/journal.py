@@ -20,6 +20,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from contracts.builders import ObjectResult
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -134,3 +136,33 @@ class MessageView(_Frozen):
     size: int
     file_name: str | None
     deliveries: tuple[DeliveryView, ...] = ()
+
+
+class ReceiptState(StrEnum):
+    """Where a receipt the gateway owes stands.
+
+    ::
+
+        waiting ──import done──► pending ──produced──► produced
+                                    │  └──not requested by the Kopf──► skipped
+                                    └──failed──► pending (next_attempt_at = backoff)
+    """
+
+    WAITING = "waiting"  # due only once a local destination has imported the message
+    PENDING = "pending"  # due now (or at next_attempt_at)
+    PRODUCED = "produced"  # journaled as a message of its own and routed
+    SKIPPED = "skipped"  # the incoming Kopf did not ask for it
+
+
+class ReceiptTask(_Frozen):
+    """A due receipt with what producing it needs: the answered message's blob and results."""
+
+    id: int
+    message_id: str
+    code: str
+    attempts: int
+    ready_at: datetime
+    blob_sha256: str
+    content_kind: str
+    prozess_id: str
+    results: dict[str, ObjectResult] = {}

@@ -9,7 +9,7 @@ caller, which opens and closes them (the API only borrows them). Endpoints (see
     GET  /v1/messages?state=&partner=  list messages, newest first
     GET  /v1/messages/{id}             one message: deliveries, attempts, last error
     POST /v1/messages/{id}/retry       replay its dead-lettered deliveries → 202
-    GET  /v1/processes/{prozess_id}    every message of one ProzessID
+    GET  /v1/processes/{prozess_id}    one ProzessID: derived state, timeline, messages
     GET  /v1/health                    200 while the journal answers (no token needed)
 
 Every endpoint but health needs a configured partner's credentials: its bearer
@@ -21,8 +21,10 @@ document (``application/problem+json``); unexpected exceptions become a generic
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 
 import structlog
 from aiohttp import ClientPayloadError, hdrs, web
@@ -43,18 +45,19 @@ from contracts.api import (
 from contracts.config import GatewayConfig, PartnerConfig
 from contracts.journal import MessageView
 from contracts.xdomea import Finding
-from gateway import tls
+from gateway import processes, tls
 from gateway.blobs import BlobStore
 from gateway.config import partner_for_token
 from gateway.errors import IdempotencyConflict, IntakeRejected, JournalUnavailable, NotFound
 from gateway.intake import Intake, Submission
-from gateway.journal.store import Journal
+from gateway.journal.store import Journal, utcnow
 
 log = structlog.get_logger(__name__)
 
 CONFIG = web.AppKey("config", GatewayConfig)
 JOURNAL = web.AppKey("journal", Journal)
 INTAKE = web.AppKey("intake", Intake)
+BLOBS = web.AppKey("blobs", BlobStore)
 #: The partner the request's bearer token belongs to (set for every non-public route).
 PARTNER = web.RequestKey("partner", PartnerConfig)
 
@@ -130,6 +133,7 @@ def create_api(
     app = web.Application(middlewares=[problems, authenticate])
     app[CONFIG] = config
     app[JOURNAL] = journal
+    app[BLOBS] = blobs
     app[INTAKE] = intake or Intake(config, journal, blobs, limits=limits)
     messages = app.router.add_resource("/v1/messages", name="messages")
     messages.add_route("POST", submit_message)
@@ -436,7 +440,18 @@ async def get_process(request: web.Request) -> web.Response:
     views = [v for v in await request.app[JOURNAL].process(prozess_id) if _visible(v, partner)]
     if not views:
         raise ApiProblem(404, "not-found", "Not found", f"no message with ProzessID {prozess_id}")
-    return _json(ProcessResponse(prozess_id=prozess_id, messages=tuple(views)))
+    config = request.app[CONFIG]
+    # Derived from what this partner may see only, so it learns nothing more.
+    status = await asyncio.to_thread(
+        processes.derive,
+        prozess_id,
+        views,
+        own_kennung=config.node.behoerdenkennung,
+        blobs=request.app[BLOBS],
+        timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
+        now=utcnow(),
+    )
+    return _json(ProcessResponse(**dict(status), messages=tuple(views)))
 
 
 async def health(request: web.Request) -> web.Response:

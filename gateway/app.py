@@ -32,6 +32,7 @@ from gateway.destinations import build_destinations
 from gateway.dropfolder import DropFolder
 from gateway.intake import Intake, Submission
 from gateway.journal.store import Journal
+from gateway.receipts import ReceiptProducer
 from gateway.worker import Worker
 
 log = structlog.get_logger(__name__)
@@ -58,7 +59,21 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
         log.info("staging_cleaned", leftovers=removed)
     destinations = build_destinations(config)
     worker = Worker(config, journal, blobs, destinations, worker_id=worker_id(config))
-    intake = Intake(config, journal, blobs, on_accepted=worker.notify)
+    producer: ReceiptProducer | None = None
+
+    def accepted() -> None:
+        worker.notify()
+        if producer is not None:
+            producer.notify()
+
+    intake = Intake(config, journal, blobs, on_accepted=accepted)
+    producer = ReceiptProducer(
+        journal,
+        blobs,
+        intake,
+        local_sender(config),
+        poll_seconds=config.worker.poll_interval_seconds,
+    )
     app = create_api(config, journal, blobs, intake=intake)
     app[JOURNAL] = journal
     app[INTAKE] = intake
@@ -74,6 +89,9 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
     app.cleanup_ctx.append(resources)
     if workers:
         app.cleanup_ctx.append(_background(lambda stop: worker.run(stop), "worker"))
+        # Receipts are produced where deliveries are made: a process without workers
+        # (an intake-only replica) leaves them to the processes that have them.
+        app.cleanup_ctx.append(_background(producer.run, "receipts"))
     for folder in config.dropfolders:
         watcher = DropFolder(folder, config, intake)
         app.cleanup_ctx.append(_background(watcher.run, f"dropfolder:{folder.directory}"))

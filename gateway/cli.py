@@ -749,3 +749,57 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         sys.exit(70)
     sys.exit(0)
+
+
+@cli.group("process")
+def process_group() -> None:
+    """Processes (ProzessIDs) and the receipts they are waiting for."""
+
+
+@process_group.command("show")
+@click.argument("prozess_id")
+@_CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the process as JSON.")
+def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
+    """Show a process's state (sent, received, completed, …), overdue flag and timeline."""
+    from datetime import timedelta
+
+    from gateway import processes
+    from gateway.blobs import BlobStore
+    from gateway.config import load_config
+    from gateway.errors import NotFound
+    from gateway.journal.store import utcnow
+
+    config = load_config(config_path)
+    views = _with_journal(config_path, lambda j: j.process(prozess_id))
+    if not views:
+        raise NotFound(f"no message with ProzessID {prozess_id} in this gateway's journal")
+    blobs = BlobStore(config.storage.blobs)
+    try:
+        status = processes.derive(
+            prozess_id,
+            views,
+            own_kennung=config.node.behoerdenkennung,
+            blobs=blobs,
+            timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
+            now=utcnow(),
+        )
+    finally:
+        blobs.close()
+    if as_json:
+        click.echo(status.model_dump_json(indent=2))
+        return
+    flag = "  OVERDUE" if status.overdue else ""
+    click.echo(f"process {status.prozess_id}: {status.state.value}{flag}")
+    if status.sent_at is not None:
+        click.echo(f"  sent at {status.sent_at.isoformat()}")
+    if status.due_by is not None:
+        click.echo(f"  receipts due by {status.due_by.isoformat()}")
+    for failure in status.failures:
+        where = failure.objekt or "(whole message)"
+        click.echo(f"  not imported: {where}: {'; '.join(failure.fehlermeldungen)}")
+    for entry in status.timeline:
+        click.echo(
+            f"  {entry.at.isoformat()}  {entry.nachrichtentyp} {entry.message_element}  "
+            f"{entry.absender} -> {entry.empfaenger}  sha256 {entry.sha256}  {entry.state.value}"
+        )

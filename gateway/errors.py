@@ -34,6 +34,7 @@ Hierarchy::
     └── DeliveryError                   a delivery attempt failed
         ├── TransientDeliveryError      retry with backoff
         └── PermanentDeliveryError      dead-letter at once
+            └── ObjectRefused           a DMS refused one document; the import goes on
 
 ``IncompleteContainer`` is not ``UnusableInput``: the message could be read and the
 container is simply invalid, which ``validate`` reports with exit code 1.
@@ -213,6 +214,16 @@ class PermanentDeliveryError(DeliveryError):
     """The destination will never accept the message: dead-letter at once."""
 
     kind = "permanent-delivery-error"
+
+
+class ObjectRefused(PermanentDeliveryError):
+    """The DMS refused one document of an import (its content, not the connection).
+
+    The import files the rest and reports this object as failed in the 0402; only
+    outside an import (nothing to report it in) does it dead-letter like its parent.
+    """
+
+    kind = "object-refused"
 
 
 class IdempotencyConflict(GatewayError):

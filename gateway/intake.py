@@ -27,7 +27,7 @@ import structlog
 from adapters.xdomea.container import ContainerLimits
 from adapters.xdomea.files import FileCheck, Verdict, check_file
 from contracts.config import GatewayConfig, PartnerConfig
-from contracts.journal import Accepted, NewMessage
+from contracts.journal import Accepted, NewMessage, ReceiptState
 from contracts.xdomea import Finding, Kontakt, Nachricht, Severity
 from gateway.blobs import BlobStore, BlobTooLarge, StagedBlob
 from gateway.blocking import run_cpu_bound
@@ -156,7 +156,8 @@ class Intake:
                     message = _new_message(
                         submission, staged, kind, nachricht, absender, empfaenger
                     )
-                    return await self._record(message, destinations)
+                    owed = self._receipts_owed(message, submission.partner)
+                    return await self._record(message, destinations, owed)
             finally:
                 # After the commit the staged name is gone and this does nothing; before
                 # it (a refusal, a failed check, a cancelled request) it removes the upload.
@@ -217,9 +218,34 @@ class Intake:
             )
         return absender, empfaenger, destinations
 
-    async def _record(self, message: NewMessage, destinations: Sequence[str]) -> Accepted:
+    def _receipts_owed(
+        self, message: NewMessage, partner: PartnerConfig
+    ) -> dict[str, ReceiptState]:
+        """The receipts this node owes for ``message``, journaled with it.
+
+        Only a 0401 a configured partner addressed to this node is answered: not one
+        the node sends itself (``send``, its own receipts), and never a receipt, so
+        two gateways cannot answer each other's receipts forever. Which of them the
+        Kopf actually asks for is decided when they are produced (0403 only when
+        ``Empfangsbestaetigung`` is set).
+        """
+        if (
+            not self._config.processes.auto_receipts
+            or message.nachrichtentyp != "0401"
+            or message.empfaenger != self._config.node.behoerdenkennung
+            or all(p.id != partner.id for p in self._config.partners)
+        ):
+            return {}
+        return {"0403": ReceiptState.PENDING, "0402": ReceiptState.WAITING}
+
+    async def _record(
+        self,
+        message: NewMessage,
+        destinations: Sequence[str],
+        receipts: dict[str, ReceiptState],
+    ) -> Accepted:
         try:
-            accepted = await self._journal.accept(message, destinations)
+            accepted = await self._journal.accept(message, destinations, receipts=receipts)
         except IdempotencyConflict as exc:
             raise _rejected(
                 exc.message,

@@ -46,8 +46,9 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from contracts.builders import ObjectResult
 from contracts.config import DestinationConfig, GatewayConfig
-from contracts.delivery import Destination, Outbound
+from contracts.delivery import DeliveryResult, Destination, Outbound
 from contracts.journal import Claim
 from gateway.blobs import BlobStore
 from gateway.errors import (
@@ -65,7 +66,9 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class Delivered:
-    """The destination took the message."""
+    """The destination took the message (and, if it imported it, with what result)."""
+
+    result: DeliveryResult | None = None
 
 
 @dataclass(frozen=True)
@@ -331,7 +334,7 @@ class Worker:
         timeout = self._settings[name].timeout_seconds
         try:
             async with asyncio.timeout(timeout) as deadline:
-                await self.destinations[name].deliver(item)
+                result = await self.destinations[name].deliver(item)
         except PermanentDeliveryError as exc:
             return Failed(str(exc), permanent=True)
         except FileNotFoundError as exc:
@@ -353,7 +356,7 @@ class Worker:
             # The protocol counts anything else as transient; the trace is for a bug report.
             logger.error("delivery_adapter_error", worker=self.worker_id, exc_info=exc)
             return Failed(f"{type(exc).__name__}: {exc}", permanent=False)
-        return Delivered()
+        return Delivered(result)
 
     async def _keep_leases(self) -> None:
         """Every third of a lease, renew the leases of all deliveries in flight.
@@ -399,7 +402,10 @@ class Worker:
         """Write the outcome to the journal (retried while the database is briefly away)."""
         worker = self.worker_id
         if isinstance(outcome, Delivered):
-            await self._journal_call(lambda: self.journal.complete(claim, worker))
+            imported = self._imported(claim.destination, outcome)
+            await self._journal_call(
+                lambda: self.journal.complete(claim, worker, imported=imported)
+            )
             logger.info("delivery_succeeded", worker=worker, duration_ms=elapsed_ms)
             return
         if isinstance(outcome, Failed) and outcome.permanent:
@@ -427,6 +433,21 @@ class Worker:
                 return
             outcome = decision
         await self._dead_letter(claim, outcome.reason, "exhausted", logger)
+
+    def _imported(self, name: str, outcome: Delivered) -> dict[str, ObjectResult] | None:
+        """The import result an import receipt (0402) reports, or ``None`` for a peer.
+
+        A DMS says per object what it imported. A transfer folder cannot know what
+        the DMS behind it will make of the file, so filing it there counts as every
+        object imported (the 0402 then says "handed over"; documented in README). A
+        peer gateway is no import at all: the receiving gateway answers for itself.
+        """
+        kind = self._settings[name].type
+        if kind == "http":
+            return None
+        if outcome.result is not None:
+            return dict(outcome.result.objects)
+        return {}
 
     async def _dead_letter(
         self,

@@ -25,8 +25,9 @@ from adapters.dms.importer import ImportErgebnis, UuidLocks, run_import
 from adapters.dms.plan import Plan, Ziel, plan_import
 from adapters.xdomea.container import Container, ContainerReport
 from adapters.xdomea.validation import check_message
+from contracts.builders import ObjectResult
 from contracts.config import DmsDestination
-from contracts.delivery import Outbound
+from contracts.delivery import DeliveryResult, Outbound
 from contracts.dms import DmsPort
 from gateway.errors import GatewayError, PermanentDeliveryError
 
@@ -63,9 +64,19 @@ class DmsImport:
         )
         self._locks = UuidLocks()
 
-    async def deliver(self, item: Outbound) -> None:
-        """Import ``item`` into the DMS; see ``import_message``."""
-        await self.import_message(item)
+    async def deliver(self, item: Outbound) -> DeliveryResult:
+        """Import ``item`` into the DMS; see ``import_message``.
+
+        Returns:
+            The objects the DMS refused (``ObjectRefused``), for the 0402; the rest
+            was imported.
+        """
+        ergebnis = await self.import_message(item)
+        return DeliveryResult(
+            objects={
+                uuid: ObjectResult.failed(*reasons) for uuid, reasons in ergebnis.fehler.items()
+            }
+        )
 
     async def import_message(self, item: Outbound) -> ImportErgebnis:
         """Import ``item`` into the DMS (again: resuming whatever an earlier attempt did).

@@ -27,7 +27,7 @@ import structlog
 from adapters.dms.plan import Datei, Plan, Schritt
 from contracts.dms import DmsPort, Inhalt
 from contracts.xdomea import uuid_key
-from gateway.errors import PermanentDeliveryError
+from gateway.errors import ObjectRefused, PermanentDeliveryError
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +65,8 @@ class ImportErgebnis:
     vorhanden: int = 0
     inhalte_angelegt: int = 0
     inhalte_vorhanden: int = 0
+    #: Dokumente (by UUID) the DMS refused a document of, with its reasons (for the 0402).
+    fehler: dict[str, list[str]] = field(default_factory=dict)
 
 
 async def run_import(
@@ -100,6 +102,7 @@ async def run_import(
         existing=ergebnis.vorhanden,
         contents_created=ergebnis.inhalte_angelegt,
         contents_existing=ergebnis.inhalte_vorhanden,
+        refused=len(ergebnis.fehler),
     )
     return ergebnis
 
@@ -135,13 +138,22 @@ async def _inhalte(
             await _require_same(port, existing, datei, schritt)
             ergebnis.inhalte_vorhanden += 1
             continue
-        inhalt = await port.add_content(
-            dokument,
-            datei.dateiname,
-            functools.partial(source, datei.dateiname),
-            datei.sha256,
-            datei.size,
-        )
+        try:
+            inhalt = await port.add_content(
+                dokument,
+                datei.dateiname,
+                functools.partial(source, datei.dateiname),
+                datei.sha256,
+                datei.size,
+            )
+        except ObjectRefused as exc:
+            # One refused document must not cost the sender the whole Abgabe: the
+            # rest is filed and the 0402 reports this Dokument as not imported.
+            ergebnis.fehler.setdefault(schritt.daten.uuid, []).append(
+                f"{datei.dateiname}: {exc.message}"
+            )
+            log.warning("dms_content_refused", uuid=schritt.daten.uuid, error=exc.message)
+            continue
         ergebnis.inhalte_angelegt += 1
         log.info("dms_content_created", uuid=schritt.daten.uuid, adresse=inhalt.adresse)
 

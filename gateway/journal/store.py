@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,6 +56,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from contracts.builders import ObjectResult
 from contracts.journal import (
     Accepted,
     AttemptView,
@@ -65,6 +66,8 @@ from contracts.journal import (
     MessageState,
     MessageView,
     NewMessage,
+    ReceiptState,
+    ReceiptTask,
 )
 from gateway.errors import (
     IdempotencyConflict,
@@ -74,13 +77,14 @@ from gateway.errors import (
     NotFound,
 )
 from gateway.journal.group_commit import GroupCommit
-from gateway.journal.tables import UTCDateTime, attempts, deliveries, events, messages
+from gateway.journal.tables import UTCDateTime, attempts, deliveries, events, messages, receipts
 
 log = structlog.get_logger(__name__)
 
 D = deliveries.c
 M = messages.c
 A = attempts.c
+R = receipts.c
 
 T = TypeVar("T")
 Transaction = Callable[[Connection], T]
@@ -101,6 +105,7 @@ class _Acceptance:
     message: NewMessage
     destinations: tuple[str, ...]
     now: datetime
+    receipts: tuple[tuple[str, ReceiptState], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,8 @@ class _Outcome:
     error: str | None
     now: datetime
     next_attempt_at: datetime | None
+    #: Per-object import results (JSON) when a local destination imported the message.
+    imported: str | None = None
 
 
 class _Statements:
@@ -135,6 +142,23 @@ class _Statements:
         self.insert_deliveries = insert(deliveries)
         self.insert_events = insert(events)
         self.insert_attempts = insert(attempts)
+        self.insert_receipts = insert(receipts)
+        # Guarded: only a waiting import receipt becomes due, so a repeated delivery
+        # (at least once) or a second local destination never makes it due twice.
+        self.import_done = (
+            update(receipts)
+            .where(
+                R.message_id == bindparam("b_message"),
+                R.state == ReceiptState.WAITING,
+            )
+            .values(
+                state=ReceiptState.PENDING,
+                results=bindparam("b_results"),
+                ready_at=bindparam("b_ready", type_=UTCDateTime()),
+                next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+                updated_at=bindparam("b_updated", type_=UTCDateTime()),
+            )
+        )
         self.claim = {
             restricted: self._claim(lock_due, restricted=restricted) for restricted in (False, True)
         }
@@ -319,19 +343,32 @@ class Journal:
     # ------------------------------------------------------------------ intake
 
     async def accept(
-        self, message: NewMessage, destinations: Collection[str], *, now: datetime | None = None
+        self,
+        message: NewMessage,
+        destinations: Collection[str],
+        *,
+        receipts: Mapping[str, ReceiptState] | None = None,
+        now: datetime | None = None,
     ) -> Accepted:
         """Record a new message and one pending delivery per destination, atomically.
 
         A message seen before (same partner and Idempotency-Key, or same ProzessID,
         Nachrichtentyp, Absender and bytes) is not recorded again: its id is returned
-        with ``duplicate=True``. Returns once the record is committed.
+        with ``duplicate=True``, and no receipt is owed a second time. Returns once
+        the record is committed.
+
+        Args:
+            receipts: the receipts owed for this message by code, each ``pending``
+                (due now) or ``waiting`` (due once a local destination imported it);
+                written in the same transaction as the message.
 
         Raises:
             IdempotencyConflict: the partner's Idempotency-Key was used for other bytes.
             JournalUnavailable: the database cannot be reached.
         """
-        item = _Acceptance(message, tuple(destinations), now or utcnow())
+        item = _Acceptance(
+            message, tuple(destinations), now or utcnow(), tuple((receipts or {}).items())
+        )
         return await self._accepts.submit(item)
 
     async def _accept_batch(
@@ -357,6 +394,7 @@ class Journal:
         new_messages: list[dict[str, Any]] = []
         new_deliveries: list[dict[str, Any]] = []
         new_events: list[dict[str, Any]] = []
+        new_receipts: list[dict[str, Any]] = []
         by_dedup: dict[str, str] = {}
         by_key: dict[tuple[str, str], tuple[str, str]] = {}
         # One look-up for the whole batch: which of these contents are stored already.
@@ -406,6 +444,19 @@ class Journal:
                 }
                 for destination in item.destinations
             )
+            new_receipts.extend(
+                {
+                    "message_id": message_id,
+                    "code": code,
+                    "state": state,
+                    "attempts": 0,
+                    "next_attempt_at": item.now,
+                    "ready_at": item.now if state is ReceiptState.PENDING else None,
+                    "created_at": item.now,
+                    "updated_at": item.now,
+                }
+                for code, state in item.receipts
+            )
             new_events.append(
                 _event_row(
                     item.now,
@@ -421,6 +472,8 @@ class Journal:
             if new_deliveries:
                 conn.execute(self._sql.insert_deliveries, new_deliveries)
             conn.execute(self._sql.insert_events, new_events)
+            if new_receipts:
+                conn.execute(self._sql.insert_receipts, new_receipts)
         return outcomes
 
     # ------------------------------------------------------------------ delivery
@@ -553,13 +606,31 @@ class Journal:
         ]
         return renewed, lost
 
-    async def complete(self, claim: Claim, worker: str, *, now: datetime | None = None) -> None:
+    async def complete(
+        self,
+        claim: Claim,
+        worker: str,
+        *,
+        imported: Mapping[str, ObjectResult] | None = None,
+        now: datetime | None = None,
+    ) -> None:
         """Mark a claimed delivery delivered.
+
+        Args:
+            imported: the destination imported the message (a DMS, a transfer folder):
+                its per-object results (failures; objects not named were imported).
+                A waiting import receipt of the message becomes due, carrying them, in
+                the same transaction.
 
         Raises:
             LeaseLost: the lease was taken over; the other worker's outcome counts.
         """
-        await self._finish(claim, worker, DeliveryState.DELIVERED, "delivered", None, now)
+        at = now or utcnow()
+        results = None if imported is None else _results_json(imported)
+        item = _Outcome(
+            claim, worker, DeliveryState.DELIVERED, "delivered", None, at, None, results
+        )
+        await self._outcomes.submit(item)
 
     async def retry_later(
         self, claim: Claim, worker: str, at: datetime, error: str, *, now: datetime | None = None
@@ -603,7 +674,126 @@ class Journal:
     async def _finish_batch(self, items: Sequence[_Outcome]) -> Sequence[BaseException | None]:
         # Not durable: an outcome lost to a power failure repeats the delivery, which
         # destinations recognise (at least once); a process crash loses nothing.
+        if any(item.imported is not None for item in items):
+            # An import receipt became due: durable, since nothing else would repeat it
+            # (the delivery it follows is already recorded as done).
+            return await self._write(lambda conn: _tx_finish(conn, self._sql, items))
         return await self._write(lambda conn: _tx_finish(conn, self._sql, items), durable=False)
+
+    # ------------------------------------------------------------------ receipts
+
+    async def due_receipts(
+        self, *, limit: int = 20, now: datetime | None = None
+    ) -> list[ReceiptTask]:
+        """Receipts due for production (pending and due), oldest first."""
+        at = now or utcnow()
+        query = (
+            select(
+                R.id,
+                R.message_id,
+                R.code,
+                R.attempts,
+                R.ready_at,
+                R.results,
+                M.blob_sha256,
+                M.content_kind,
+                M.prozess_id,
+            )
+            .join(messages, M.id == R.message_id)
+            .where(R.state == ReceiptState.PENDING, R.next_attempt_at <= at)
+            .order_by(R.next_attempt_at, R.id)
+            .limit(limit)
+        )
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [
+            ReceiptTask(
+                id=row.id,
+                message_id=row.message_id,
+                code=row.code,
+                attempts=row.attempts,
+                ready_at=row.ready_at,
+                blob_sha256=row.blob_sha256,
+                content_kind=row.content_kind,
+                prozess_id=row.prozess_id,
+                results={
+                    uuid: ObjectResult.model_validate(result)
+                    for uuid, result in json.loads(row.results or "{}").items()
+                },
+            )
+            for row in rows
+        ]
+
+    async def receipt_done(
+        self,
+        task: ReceiptTask,
+        state: ReceiptState,
+        *,
+        receipt_message_id: str | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """Record a pending receipt as ``produced`` (with the receipt's message id) or ``skipped``.
+
+        Returns:
+            Whether this call recorded it (``False``: another producer did first).
+        """
+        if state not in (ReceiptState.PRODUCED, ReceiptState.SKIPPED):
+            raise ValueError(f"a receipt is done as produced or skipped, not {state}")
+        at = now or utcnow()
+
+        def done(conn: Connection) -> bool:
+            result = conn.execute(
+                update(receipts)
+                .where(R.id == task.id, R.state == ReceiptState.PENDING)
+                .values(
+                    state=state,
+                    receipt_message_id=receipt_message_id,
+                    last_error=None,
+                    updated_at=at,
+                )
+            )
+            if result.rowcount == 0:
+                return False
+            conn.execute(
+                insert(events),
+                _event_row(
+                    at,
+                    task.message_id,
+                    None,
+                    f"receipt_{state.value}",
+                    code=task.code,
+                    receipt_message_id=receipt_message_id,
+                ),
+            )
+            return True
+
+        return await self._write(done)
+
+    async def receipt_retry_later(
+        self, task: ReceiptTask, at: datetime, error: str, *, now: datetime | None = None
+    ) -> None:
+        """Keep a receipt pending, due again at ``at``, after a failed production."""
+        changed = now or utcnow()
+        await self._write(
+            lambda conn: conn.execute(
+                update(receipts)
+                .where(R.id == task.id, R.state == ReceiptState.PENDING)
+                .values(
+                    attempts=R.attempts + 1,
+                    next_attempt_at=at,
+                    last_error=error,
+                    updated_at=changed,
+                )
+            )
+        )
+
+    async def receipt_states(self, message_id: str) -> dict[str, ReceiptState]:
+        """The receipts owed for one message, by code, and where each stands."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                select(R.code, R.state).where(R.message_id == message_id)
+            ).all()
+        )
+        return {row.code: ReceiptState(row.state) for row in rows}
 
     async def replay(self, message_id: str, *, now: datetime | None = None) -> int:
         """Put a message's dead-lettered deliveries back in the queue with a fresh budget.
@@ -810,6 +1000,17 @@ def _tx_finish(
                 "b_error": item.error,
             }
         )
+        if item.imported is not None:
+            conn.execute(
+                sql.import_done,
+                {
+                    "b_message": claim.message_id,
+                    "b_results": item.imported,
+                    "b_ready": item.now,
+                    "b_next": item.now,
+                    "b_updated": item.now,
+                },
+            )
         new_events.append(
             _event_row(
                 item.now,
@@ -826,6 +1027,13 @@ def _tx_finish(
         conn.execute(sql.finish_attempts, finished)
         conn.execute(sql.insert_events, new_events)
     return [results[index] for index in range(len(items))]
+
+
+def _results_json(results: Mapping[str, ObjectResult]) -> str:
+    return json.dumps(
+        {uuid: result.model_dump(mode="json") for uuid, result in results.items()},
+        sort_keys=True,
+    )
 
 
 def _tx_views(conn: Connection, query: Select[Any]) -> list[MessageView]:

@@ -125,3 +125,29 @@ events = Table(
     Column("kind", String(40), nullable=False),
     Column("detail", Text),
 )
+
+#: The receipts this gateway owes for messages it accepted (an outbox): written in the
+#: same transaction as the message (and, for the import receipt, as the delivery
+#: outcome that made it due), produced later by ``gateway.receipts``. A crash
+#: between accepting a message and producing its receipt therefore loses nothing.
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("message_id", String(36), ForeignKey("messages.id"), nullable=False),
+    Column("code", String(4), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    # When it became due: the receipt's Erstellungszeitpunkt, so that producing it
+    # again after a crash yields the same bytes (and intake recognises the repeat).
+    Column("ready_at", UTCDateTime()),
+    # The per-object import results (JSON, UUID -> ObjectResult) for an import receipt.
+    Column("results", Text),
+    Column("last_error", Text),
+    Column("receipt_message_id", String(36)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("message_id", "code"),
+    Index("ix_receipts_due", "state", "next_attempt_at"),
+)

@@ -143,6 +143,10 @@ blobs = "{blobs}"
 host = "127.0.0.1"
 port = {port}
 
+[processes]
+# A one-way receiver in these tests: it has no route back for receipts.
+auto_receipts = false
+
 [worker]
 concurrency = {concurrency}
 lease_seconds = {lease_seconds}

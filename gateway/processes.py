@@ -1,0 +1,125 @@
+"""Process state of an Abgabe this node sent, derived from the journal.
+
+Nothing here is stored: the state follows from the messages of one ProzessID
+(``Journal.process``) and, for the 0402, from its bytes in the blob store::
+
+    accepted ──0401 delivered to the peer──► sent ──0403──► received
+        │                                      └──────0402──┴──► completed
+        └──0401 dead-lettered──► undeliverable                   | partially-imported
+
+A process in ``sent`` or ``received`` longer than ``[processes]
+receipt_timeout_seconds`` after the 0401 was delivered is ``overdue``.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from datetime import datetime, timedelta
+
+from adapters.xdomea.receipts import read_import_results
+from contracts.journal import DeliveryState, MessageState, MessageView
+from contracts.processes import ObjectFailure, ProcessState, ProcessStatus, TimelineEntry
+from gateway.blobs import BlobStore
+from gateway.errors import GatewayError
+from gateway.receipts import read_message
+
+
+def derive(
+    prozess_id: str,
+    views: list[MessageView],
+    *,
+    own_kennung: str,
+    blobs: BlobStore,
+    timeout: timedelta,
+    now: datetime,
+) -> ProcessStatus:
+    """The state of the process of ``views`` (its messages, oldest first).
+
+    Args:
+        own_kennung: this node's Behördenkennung: its own 0401 is the Abgabe tracked,
+            receipts are those addressed to it.
+        blobs: where the 0402's bytes are read from.
+        timeout: how long after delivery the receipts may take.
+        now: the time overdue is judged against.
+    """
+    timeline = tuple(
+        TimelineEntry(
+            at=v.received_at,
+            message_id=v.id,
+            nachrichtentyp=v.nachrichtentyp,
+            message_element=v.message_element,
+            absender=v.absender,
+            empfaenger=v.empfaenger,
+            sha256=v.blob_sha256,
+            state=v.state,
+        )
+        for v in views
+    )
+    abgabe = next(
+        (v for v in views if v.nachrichtentyp == "0401" and v.absender == own_kennung), None
+    )
+    if abgabe is None:
+        return ProcessStatus(
+            prozess_id=prozess_id,
+            state=ProcessState.FOREIGN,
+            overdue=False,
+            sent_at=None,
+            due_by=None,
+            timeline=timeline,
+        )
+    answers = [
+        v for v in views if v.empfaenger == own_kennung and v.received_at >= abgabe.received_at
+    ]
+    sent_at = max(
+        (
+            d.finished_at
+            for d in abgabe.deliveries
+            if d.state is DeliveryState.DELIVERED and d.finished_at
+        ),
+        default=None,
+    )
+    failures: tuple[ObjectFailure, ...] = ()
+    import_receipt = next((v for v in reversed(answers) if v.nachrichtentyp == "0402"), None)
+    if import_receipt is not None:
+        failures = _failures(import_receipt, blobs)
+        state = ProcessState.PARTIALLY_IMPORTED if failures else ProcessState.COMPLETED
+    elif any(v.nachrichtentyp == "0403" for v in answers):
+        state = ProcessState.RECEIVED
+    elif abgabe.state is MessageState.DEAD:
+        state = ProcessState.UNDELIVERABLE
+    elif sent_at is not None:
+        state = ProcessState.SENT
+    else:
+        state = ProcessState.ACCEPTED
+    waiting = state in (ProcessState.SENT, ProcessState.RECEIVED)
+    due_by = sent_at + timeout if sent_at is not None and waiting else None
+    return ProcessStatus(
+        prozess_id=prozess_id,
+        state=state,
+        overdue=due_by is not None and now > due_by,
+        sent_at=sent_at,
+        due_by=due_by,
+        failures=failures,
+        timeline=timeline,
+    )
+
+
+def _failures(receipt: MessageView, blobs: BlobStore) -> tuple[ObjectFailure, ...]:
+    """What the 0402 reports as not imported; an unreadable 0402 is reported as such."""
+    try:
+        with ExitStack() as stack:
+            checked = read_message(blobs.path(receipt.blob_sha256), None, stack)
+            results = read_import_results(checked)
+    except (GatewayError, OSError) as exc:
+        return (ObjectFailure(objekt=None, fehlermeldungen=(f"the 0402 cannot be read: {exc}",)),)
+    failed = tuple(
+        ObjectFailure(objekt=uuid, fehlermeldungen=r.fehlermeldungen)
+        for uuid, r in results.objekte.items()
+        if not r.erfolgreich
+    )
+    if failed or results.erfolgreich:
+        return failed
+    # 2.x: one verdict for the whole message, its reasons in one Fehlermeldung.
+    return (
+        ObjectFailure(objekt=None, fehlermeldungen=results.fehlermeldungen or ("import failed",)),
+    )
