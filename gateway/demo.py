@@ -2,7 +2,7 @@
 
 Scenario ``abgabe`` (today, on the xdomea core): Kommune A builds an Abgabe 0401
 container from its Akte, hands it to Kommune B's inbox, B checks and files every
-document and answers with 0403/0402, and A correlates those receipts. The run
+document, B's gateway answers with 0403/0402, and A correlates those receipts. The run
 passes only if every document arrives bit-identical (SHA-256) and every expected
 receipt arrives, validates and reports success.
 
@@ -12,9 +12,10 @@ folders, or, with ``--journal``, fresh ones derived from a SQLite or PostgreSQL 
 and removed at the end (``demo_journals``); messages travel A → B and receipts
 B → A through them. With ``--dms sim`` B's gateway imports the Abgabe into a DMS
 over SOAP (the dmsin simulator, ``demo_dms``) instead of a transfer folder, and the
-demo exports it back from there to compare every document. The receipts are
-still written by the demo in B's role; the gateway producing them itself comes
-with the Abgabe process issue.
+demo exports it back from there to compare every document. B's gateway produces
+the 0403 and 0402 itself (``gateway.receipts``), and A's gateway derives the
+process from its journal (``gateway.processes``): the run also requires A's
+process to be ``completed``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from adapters.xdomea import builders, naming, receipts
 from adapters.xdomea.container import Container, ContainerReport, read_container, write_container
 from adapters.xdomea.validation import check_message
 from contracts.journal import DeliveryState
+from contracts.processes import ProcessState
 from contracts.xdomea import Kontakt, Nachricht, Schriftgutobjekt, Severity
 from gateway import demo_data, demo_dms
 from gateway.app import WORKER
@@ -203,10 +205,22 @@ async def _run(
         if received is None:
             return _result(journey)
 
-        journey.step("6. Kommune B answers through its gateway; A's gateway delivers the receipts")
-        due = await _send_receipts(journey, received, gateway_b, workdir / "kommune-b" / "outbox")
+        if received.nachricht.typ.code == "0401":
+            journey.step(
+                "6. Kommune B's gateway answers with the receipts; A's gateway tracks them"
+            )
+            due = receipts.requested_receipts(received.checked)
+            journey.check(bool(due), "receipts requested by the Kopf", ", ".join(due) or "none")
+        else:
+            # The gateway answers Abgaben (0401) itself; other messages (a given 0503,
+            # say) get their receipts from the demo in B's role, as an importer would.
+            journey.step("6. Kommune B answers through its gateway; A's gateway delivers them")
+            outbox = workdir / "kommune-b" / "outbox"
+            due = await _send_receipts(journey, received, gateway_b, outbox)
         arrived = await wait_for_files(gateway_a.local_folder, len(due))
         _check_receipts(journey, received, arrived, due)
+        if received.nachricht.typ.code == "0401":
+            await _check_process(journey, gateway_a, received.nachricht.kopf.prozess_id)
     return _result(journey)
 
 
@@ -356,6 +370,19 @@ def _file_documents(
             journey.check(
                 actual == expected, name, f"sha256 {actual[:16]}… {same} sent {expected[:16]}…"
             )
+
+
+async def _check_process(journey: Journey, gateway_a: Node, prozess_id: str) -> None:
+    """A's gateway derives the process from its journal: 0401 sent, 0403 and 0402 back."""
+    status = await gateway_a.process_status(prozess_id)
+    for entry in status.timeline:
+        journey.info(
+            f"{entry.at:%H:%M:%S} {entry.message_element} {entry.absender} → {entry.empfaenger}"
+            f"  sha256 {entry.sha256[:16]}…"
+        )
+    journey.check(
+        status.state is ProcessState.COMPLETED, "A's process is completed", status.state.value
+    )
 
 
 async def _send_receipts(

@@ -20,14 +20,19 @@ import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
 
 from contracts.config import GatewayConfig
 from contracts.journal import Accepted, MessageView
+from contracts.processes import ProcessStatus
+from gateway import processes
 from gateway.app import JOURNAL, build_app, send_file
+from gateway.blobs import BlobStore
 from gateway.config import load_config, token_digest
+from gateway.journal.store import utcnow
 
 _CONFIG = """\
 # Written by 'ikz-gateway demo'. Start this gateway alone with:
@@ -94,6 +99,23 @@ class Node:
     async def process(self, prozess_id: str) -> list[MessageView]:
         """This gateway's journal view of one process."""
         return await self.app[JOURNAL].process(prozess_id)
+
+    async def process_status(self, prozess_id: str) -> ProcessStatus:
+        """The process as this gateway derives it (``ikz-gateway process show``)."""
+        views = await self.process(prozess_id)
+        blobs = BlobStore(self.config.storage.blobs)
+        try:
+            return await asyncio.to_thread(
+                processes.derive,
+                prozess_id,
+                views,
+                own_kennung=self.config.node.behoerdenkennung,
+                blobs=blobs,
+                timeout=timedelta(seconds=self.config.processes.receipt_timeout_seconds),
+                now=utcnow(),
+            )
+        finally:
+            blobs.close()
 
 
 def _free_port() -> int:
