@@ -26,6 +26,7 @@ try:
 except ImportError:  # Windows: a dead process's staging folder is not cleaned up
     fcntl = None  # type: ignore[assignment]
 
+from gateway.durable import fsync_dir
 from gateway.errors import GatewayError
 
 _BUFFER = 1024 * 1024
@@ -154,7 +155,7 @@ class BlobStore:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged.path, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return target
 
     def discard(self, staged: StagedBlob) -> None:
@@ -242,11 +243,3 @@ def _write_new(path: Path, data: bytes) -> None:
 def _flush_and_sync(handle: object) -> None:
     handle.flush()  # type: ignore[attr-defined]
     os.fsync(handle.fileno())  # type: ignore[attr-defined]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

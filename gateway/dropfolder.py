@@ -36,6 +36,7 @@ import structlog
 
 from contracts.config import DropFolderConfig, GatewayConfig, PartnerConfig
 from contracts.journal import Accepted
+from gateway.durable import fsync_dir
 from gateway.errors import IntakeRejected, JournalUnavailable
 from gateway.intake import Submission
 
@@ -307,8 +308,8 @@ def _free_name(folder: Path, name: str) -> Path:
 
 def _rename(source: Path, target: Path) -> None:
     os.rename(source, target)
-    _fsync_dir(target.parent)
-    _fsync_dir(source.parent)
+    fsync_dir(target.parent)
+    fsync_dir(source.parent)
 
 
 def _write_durably(path: Path, text: str) -> None:
@@ -316,11 +317,3 @@ def _write_durably(path: Path, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

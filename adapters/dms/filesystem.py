@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
-import io
 import json
 import os
 import secrets
@@ -36,6 +35,7 @@ from urllib.parse import quote, unquote
 
 from contracts.dms import DmsObjekt, Inhalt, Objektdaten, Opener
 from contracts.xdomea import SchriftgutobjektArt, uuid_key
+from gateway.durable import create_exclusive, file_sha256, fsync_dir
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
 _META = "objekt.json"
@@ -126,14 +126,14 @@ class FilesystemDms:
             (temp / _INHALTE).mkdir()
             record = {"created_ns": time.time_ns(), "daten": daten.model_dump(mode="json")}
             _write_synced(temp / _META, json.dumps(record, ensure_ascii=False).encode())
-            _fsync_dir(temp)
+            fsync_dir(temp)
             try:
                 os.rename(temp, parent_folder / name)
             except OSError as exc:
                 # An earlier attempt made it (a lost answer, a crash after the rename).
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
-            _fsync_dir(parent_folder)
+            fsync_dir(parent_folder)
         except OSError as exc:
             raise TransientDeliveryError(
                 f"cannot create {daten.art.value} {daten.uuid} in the DMS folder "
@@ -153,7 +153,7 @@ class FilesystemDms:
         adresse = f"{dokument}/{_INHALTE}/{target.name}"
         try:
             try:
-                with open_source() as source, _create_exclusive(temp) as sink:
+                with open_source() as source, create_exclusive(temp) as sink:
                     digest = hashlib.sha256()
                     written = 0
                     while chunk := source.read(_CHUNK):
@@ -171,12 +171,12 @@ class FilesystemDms:
                 try:
                     os.link(temp, target)
                 except FileExistsError:
-                    if _sha256(target) != sha256:
+                    if file_sha256(target) != sha256:
                         raise PermanentDeliveryError(
                             f"Dokument {dokument} already holds {dateiname!r} with other bytes; "
                             "compare both versions, remove the wrong one, and replay"
                         ) from None
-                _fsync_dir(folder)
+                fsync_dir(folder)
             finally:
                 temp.unlink(missing_ok=True)
         except OSError as exc:
@@ -253,27 +253,7 @@ def _address(parent: str | None, name: str) -> str:
 
 
 def _write_synced(path: Path, data: bytes) -> None:
-    with _create_exclusive(path) as handle:
+    with create_exclusive(path) as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _create_exclusive(path: Path) -> io.FileIO:
-    return io.FileIO(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

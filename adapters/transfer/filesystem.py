@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
-import io
 import os
 import secrets
 import threading
@@ -37,6 +36,7 @@ from adapters.xdomea import naming
 from contracts.config import FilesystemDestination
 from contracts.delivery import Outbound
 from contracts.xdomea import MessageType
+from gateway.durable import create_exclusive, file_sha256, fsync_dir
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
 _CHUNK = 1024 * 1024
@@ -131,7 +131,7 @@ def _copy_verified(item: Outbound, temp: Path, cancelled: threading.Event) -> No
             f"blob {item.blob_sha256} is missing from the blob store; restore it and "
             "replay the message"
         ) from exc
-    with source, _create_exclusive(temp) as sink:
+    with source, create_exclusive(temp) as sink:
         digest = hashlib.sha256()
         size = 0
         while chunk := source.read(_CHUNK):
@@ -151,11 +151,6 @@ def _copy_verified(item: Outbound, temp: Path, cancelled: threading.Event) -> No
         raise _Cancelled
 
 
-def _create_exclusive(path: Path) -> io.FileIO:
-    # O_EXCL: two workers delivering the same message never share a temporary file.
-    return io.FileIO(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb")
-
-
 def _publish(temp: Path, target: Path, item: Outbound) -> None:
     try:
         os.link(temp, target)
@@ -169,30 +164,14 @@ def _publish(temp: Path, target: Path, item: Outbound) -> None:
             _require_same(target, item)
             return
         os.replace(temp, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _require_same(target: Path, item: Outbound) -> None:
     """Accept an existing file only if it is this very message (a redelivery)."""
-    if target.stat().st_size == item.size and _sha256(target) == item.blob_sha256:
+    if target.stat().st_size == item.size and file_sha256(target) == item.blob_sha256:
         return
     raise TransientDeliveryError(
         f"{target} already holds a different message that has not been imported yet; "
         "delivery waits until the importer has taken it"
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -29,6 +29,7 @@ from typing import IO
 from adapters.xdomea import naming
 from adapters.xdomea.validation import CheckedMessage, check_message
 from contracts.xdomea import ContainerEntry, Finding, Nachricht, Severity
+from gateway.durable import fsync_dir
 from gateway.errors import (
     ContainerError,
     ContainerLimitExceeded,
@@ -548,7 +549,7 @@ class ContainerWriter:
             self._file.close()
             target = self.directory / self.file_name
             os.replace(self._tmp, target)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except BaseException:
             self.abort()
             raise
@@ -592,11 +593,3 @@ def write_container(
 def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
     while chunk := stream.read(_CHUNK):
         yield chunk
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
