@@ -165,4 +165,6 @@ class ReceiptTask(_Frozen):
     blob_sha256: str
     content_kind: str
     prozess_id: str
+    #: The answered message's Absender: whom the receipt goes to.
+    absender: str
     results: dict[str, ObjectResult] = {}

@@ -72,6 +72,7 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
         blobs,
         intake,
         local_sender(config),
+        routable=lambda code, empfaenger: bool(config.routes_for(code, empfaenger)),
         poll_seconds=config.worker.poll_interval_seconds,
     )
     app = create_api(config, journal, blobs, intake=intake)

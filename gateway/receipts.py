@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -57,6 +57,7 @@ class ReceiptProducer:
         intake: Intake,
         sender: PartnerConfig,
         *,
+        routable: Callable[[str, str], bool] = lambda code, empfaenger: True,
         poll_seconds: float = 1.0,
     ) -> None:
         """A producer; nothing runs until ``run``.
@@ -66,12 +67,16 @@ class ReceiptProducer:
             blobs: where the answered messages' bytes are.
             intake: this gateway's intake; receipts enter it like any message.
             sender: the node itself (``gateway.app.local_sender``).
+            routable: whether a receipt of this code to this Behördenkennung has a
+                route (checked before building it, so a receipt without one costs a
+                look-up per retry, not a build and a refused intake).
             poll_seconds: how often to look for due receipts without a ``notify``.
         """
         self._journal = journal
         self._blobs = blobs
         self._intake = intake
         self._sender = sender
+        self._routable = routable
         self._poll = poll_seconds
         self._wake = asyncio.Event()
 
@@ -122,6 +127,13 @@ class ReceiptProducer:
         with structlog.contextvars.bound_contextvars(
             message_id=task.message_id, prozess_id=task.prozess_id, receipt=task.code
         ):
+            if not self._routable(task.code, task.absender):
+                await self._retry_later(
+                    task,
+                    f"no route for a {task.code} to {task.absender}; add one to answer "
+                    "this partner",
+                )
+                return 0
             try:
                 receipt = await asyncio.to_thread(self._build, task)
                 if receipt is None:

@@ -698,6 +698,7 @@ class Journal:
                 M.blob_sha256,
                 M.content_kind,
                 M.prozess_id,
+                M.absender,
             )
             .join(messages, M.id == R.message_id)
             .where(R.state == ReceiptState.PENDING, R.next_attempt_at <= at)
@@ -715,6 +716,7 @@ class Journal:
                 blob_sha256=row.blob_sha256,
                 content_kind=row.content_kind,
                 prozess_id=row.prozess_id,
+                absender=row.absender,
                 results={
                     uuid: ObjectResult.model_validate(result)
                     for uuid, result in json.loads(row.results or "{}").items()
