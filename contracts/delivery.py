@@ -68,3 +68,28 @@ class Destination(Protocol):
     async def close(self) -> None:
         """Release connections and other resources."""
         ...
+
+
+class NodeOutbox(Protocol):
+    """Where a destination puts a message the node itself answers with.
+
+    Some destinations produce an answer while delivering (an FVDaten response, an
+    archive's Bewertung confirmed with a 0505, …). They hand it here instead of
+    sending it themselves: it enters intake as the node, is journaled and routed
+    like any message. The key must be derived from what is being answered (e.g.
+    ``"fvdaten:<message id>"``) and the answer's bytes must be the same each time
+    (timestamps taken from the answered message, not the clock), so a redelivery
+    after a crash journals nothing twice.
+    """
+
+    async def submit(self, body: bytes, *, idempotency_key: str, file_name: str) -> str:
+        """Journal ``body`` (a bare message or a container) as sent by this node.
+
+        Returns:
+            The journaled message's id (the first one's, when the key was used before).
+
+        Raises:
+            IntakeRejected: the answer is invalid or has no route; nothing was kept.
+            JournalUnavailable: the journal cannot be reached (a transient failure).
+        """
+        ...

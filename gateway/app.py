@@ -30,7 +30,7 @@ from gateway.api import create_api
 from gateway.blobs import BlobStore
 from gateway.destinations import build_destinations
 from gateway.dropfolder import DropFolder
-from gateway.intake import Intake, Submission
+from gateway.intake import Intake, IntakeOutbox, Submission
 from gateway.journal.store import Journal
 from gateway.receipts import ReceiptProducer
 from gateway.worker import Worker
@@ -57,16 +57,18 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
     removed = blobs.clean_staging()
     if removed:
         log.info("staging_cleaned", leftovers=removed)
-    destinations = build_destinations(config)
-    worker = Worker(config, journal, blobs, destinations, worker_id=worker_id(config))
+    worker: Worker | None = None
     producer: ReceiptProducer | None = None
 
     def accepted() -> None:
-        worker.notify()
+        if worker is not None:
+            worker.notify()
         if producer is not None:
             producer.notify()
 
     intake = Intake(config, journal, blobs, on_accepted=accepted)
+    destinations = build_destinations(config, IntakeOutbox(intake, local_sender(config)))
+    worker = Worker(config, journal, blobs, destinations, worker_id=worker_id(config))
     producer = ReceiptProducer(
         journal,
         blobs,

@@ -11,12 +11,17 @@ from contracts.config import (
     GatewayConfig,
     HttpDestination,
 )
-from contracts.delivery import Destination
+from contracts.delivery import Destination, NodeOutbox
 from gateway import tls
 
 
-def build_destinations(config: GatewayConfig) -> dict[str, Destination]:
+def build_destinations(
+    config: GatewayConfig, outbox: NodeOutbox | None = None
+) -> dict[str, Destination]:
     """One adapter per configured destination, keyed by its name.
+
+    ``outbox`` is where destinations that answer while delivering (FVDaten, archive
+    exchanges) submit their answers; ``None`` where nothing is served (e.g. tools).
 
     Building opens nothing: connections are made on first use and released by
     each adapter's ``close()``. TLS files of peer destinations are read here, so a

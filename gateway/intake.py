@@ -381,3 +381,29 @@ def _checked_file_name(name: str | None) -> str | None:
             title="Invalid file name",
         )
     return base
+
+
+class IntakeOutbox:
+    """``contracts.delivery.NodeOutbox`` over this gateway's intake, as the node itself."""
+
+    def __init__(self, intake: Intake, node: PartnerConfig) -> None:
+        """An outbox submitting through ``intake`` as ``node`` (``gateway.app.local_sender``)."""
+        self._intake = intake
+        self._node = node
+
+    async def submit(self, body: bytes, *, idempotency_key: str, file_name: str) -> str:
+        """Journal ``body`` as sent by the node; the message id (the first one's on a repeat)."""
+
+        async def once() -> AsyncIterator[bytes]:
+            yield body
+
+        accepted = await self._intake.submit(
+            once(),
+            Submission(
+                partner=self._node,
+                channel="node",
+                idempotency_key=idempotency_key,
+                file_name=file_name,
+            ),
+        )
+        return accepted.message_id
