@@ -19,7 +19,7 @@ Methods raise ``gateway.errors.TransientDeliveryError`` (retry) or
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Protocol
@@ -89,6 +89,20 @@ class DmsObjekt(_Frozen):
     inhalte: tuple[Inhalt, ...] = ()
 
 
+class Abgabevermerk(_Frozen):
+    """The note on an Akte that it was given away (abgegeben) and arrived completely.
+
+    Written once the partner's 0402 reports every object imported; every value comes
+    from the journal, so writing it again after a crash writes the same note.
+    """
+
+    empfaenger: str = Field(description="Behördenkennung of the receiving Kommune")
+    partner: str = Field(description="the partner id in this gateway's configuration")
+    prozess_id: str
+    abgegeben_am: datetime = Field(description="when the 0402 arrived")
+    importbestaetigung: str = Field(description="journal id of the 0402")
+
+
 #: Opens a primary document's bytes for reading; called in a worker thread.
 Opener = Callable[[], IO[bytes]]
 
@@ -135,6 +149,18 @@ class DmsPort(Protocol):
 
     async def read_content(self, inhalt: Inhalt, target: Path) -> str:
         """Write a content object's bytes to ``target``; their SHA-256 (hex)."""
+        ...
+
+    async def mark_abgegeben(self, adresse: str, vermerk: Abgabevermerk) -> None:
+        """Note on the object at ``adresse`` that it was given away (replaces an earlier note).
+
+        Raises:
+            PermanentDeliveryError: no object at that address.
+        """
+        ...
+
+    async def abgabevermerk(self, adresse: str) -> Abgabevermerk | None:
+        """The note ``mark_abgegeben`` left on the object, or ``None``."""
         ...
 
     async def close(self) -> None:

@@ -20,7 +20,7 @@ import click
 from adapters.xdomea import files
 from adapters.xdomea.container import ContainerLimits
 from contracts.xdomea import Finding, Nachricht, Schriftgutobjekt
-from gateway import cli_certs, cli_dev, cli_dms, logs
+from gateway import cli_abgabe, cli_certs, cli_dev, cli_dms, logs
 from gateway.errors import GatewayError
 from schemas import catalog
 from schemas.store import SchemaStore
@@ -715,6 +715,7 @@ def demo(
 cli_dev.dev.add_command(cli_certs.make_certs)
 cli.add_command(cli_dev.dev)
 cli.add_command(cli_dms.dms)
+cli.add_command(cli_abgabe.abgabe)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -762,28 +763,22 @@ def process_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the process as JSON.")
 def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
     """Show a process's state (sent, received, completed, …), overdue flag and timeline."""
-    from datetime import timedelta
-
-    from gateway import processes
+    from gateway.abgabe import process_status
     from gateway.blobs import BlobStore
     from gateway.config import load_config
     from gateway.errors import NotFound
-    from gateway.journal.store import utcnow
 
     config = load_config(config_path)
-    views = _with_journal(config_path, lambda j: j.process(prozess_id))
-    if not views:
-        raise NotFound(f"no message with ProzessID {prozess_id} in this gateway's journal")
     blobs = BlobStore(config.storage.blobs)
+
+    async def derive(journal: Any) -> Any:
+        views = await journal.process(prozess_id)
+        if not views:
+            raise NotFound(f"no message with ProzessID {prozess_id} in this gateway's journal")
+        return await process_status(config, journal, blobs, prozess_id, views)
+
     try:
-        status = processes.derive(
-            prozess_id,
-            views,
-            own_kennung=config.node.behoerdenkennung,
-            blobs=blobs,
-            timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
-            now=utcnow(),
-        )
+        status = _with_journal(config_path, derive)
     finally:
         blobs.close()
     if as_json:
@@ -795,6 +790,17 @@ def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
         click.echo(f"  sent at {status.sent_at.isoformat()}")
     if status.due_by is not None:
         click.echo(f"  receipts due by {status.due_by.isoformat()}")
+    if status.abgabe is not None:
+        abgabe = status.abgabe
+        click.echo(f"  Abgabe of {abgabe.akte} to {abgabe.partner_id} ({abgabe.state.value})")
+        if abgabe.completion_state is not None:
+            at = abgabe.completed_at.isoformat() if abgabe.completed_at else ""
+            click.echo(
+                f"  {at}  completion {abgabe.completion_action}: "
+                f"{abgabe.completion_state.value} ({abgabe.completion_detail})"
+            )
+        else:
+            click.echo(f"  completion {abgabe.completion_action}: waiting for the 0402")
     for failure in status.failures:
         where = failure.objekt or "(whole message)"
         click.echo(f"  not imported: {where}: {'; '.join(failure.fehlermeldungen)}")

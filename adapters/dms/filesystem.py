@@ -6,6 +6,7 @@ never papered over by creating it)::
     <root>/<uuid>/objekt.json           a top-level object (lower-case xdomea UUID)
     <root>/<uuid>/<uuid>/objekt.json    its children, nested as in xdomea
     <root>/…/<uuid>/inhalte/<name>      a Dokument's primary documents (name %-quoted)
+    <root>/…/<uuid>/abgabe.json         the Abgabevermerk of an Akte given away
 
 An object's address is its folder path relative to the root. Because the folder
 name is the object's UUID, the import is idempotent by construction: ``find`` is
@@ -33,12 +34,13 @@ import time
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote
 
-from contracts.dms import DmsObjekt, Inhalt, Objektdaten, Opener
+from contracts.dms import Abgabevermerk, DmsObjekt, Inhalt, Objektdaten, Opener
 from contracts.xdomea import SchriftgutobjektArt, uuid_key
 from gateway.durable import create_exclusive, file_sha256, fsync_dir
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
 _META = "objekt.json"
+_ABGABE = "abgabe.json"
 _INHALTE = "inhalte"
 _CHUNK = 1024 * 1024
 
@@ -76,6 +78,14 @@ class FilesystemDms:
     async def read_content(self, inhalt: Inhalt, target: Path) -> str:
         """Copy a document to ``target``; its SHA-256."""
         return await asyncio.to_thread(self._read_content, inhalt, target)
+
+    async def mark_abgegeben(self, adresse: str, vermerk: Abgabevermerk) -> None:
+        """Write the Abgabevermerk beside the object's metadata (atomically replaced)."""
+        await asyncio.to_thread(self._mark_abgegeben, adresse, vermerk)
+
+    async def abgabevermerk(self, adresse: str) -> Abgabevermerk | None:
+        """The Abgabevermerk of the object, if it has one."""
+        return await asyncio.to_thread(self._abgabevermerk, adresse)
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -216,6 +226,32 @@ class FilesystemDms:
             kinder=tuple(a for _, a in kinder),
             inhalte=inhalte,
         )
+
+    def _mark_abgegeben(self, adresse: str, vermerk: Abgabevermerk) -> None:
+        self._check_root()
+        folder = self._folder(adresse)
+        if not (folder / _META).is_file():
+            raise PermanentDeliveryError(f"no object at {adresse!r} in the DMS {self.root}")
+        temp = folder / f".{_ABGABE}.{secrets.token_hex(4)}.part"
+        try:
+            _write_synced(temp, vermerk.model_dump_json().encode())
+            # A rename replaces an earlier note whole: a crash leaves the old or the new.
+            os.replace(temp, folder / _ABGABE)
+            fsync_dir(folder)
+        except OSError as exc:
+            raise TransientDeliveryError(
+                f"cannot write the Abgabevermerk of {adresse} in the DMS folder {self.root}: "
+                f"{exc.strerror or exc}; check that it is writable and has space"
+            ) from exc
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def _abgabevermerk(self, adresse: str) -> Abgabevermerk | None:
+        path = self._folder(adresse) / _ABGABE
+        try:
+            return Abgabevermerk.model_validate_json(path.read_bytes())
+        except FileNotFoundError:
+            return None
 
     def _read_content(self, inhalt: Inhalt, target: Path) -> str:
         source = self._folder(inhalt.adresse)
