@@ -645,12 +645,13 @@ def _demo_journal_url(
 )
 @click.option(
     "--dms",
-    type=click.Choice(["fs", "sim"]),
-    default="fs",
-    show_default=True,
+    type=click.Choice(["sims", "fs", "sim"]),
     help=(
-        "Kommune B's DMS: fs = its transfer folder; sim = a dms destination importing over "
-        "SOAP into the dmsin simulator, started on 127.0.0.1 for the run."
+        "sims (the default): A and B each have a dmsin simulator on 127.0.0.1, the gateways "
+        "talk mutual TLS, and A's operator starts the Abgabe from A's DMS (abgabe start). "
+        "fs / sim: A sends a container it builds (or --container) with 'send' over HTTP, "
+        "and B files it into its transfer folder (fs) or a dmsin simulator (sim); the "
+        "default with --container is fs."
     ),
 )
 @click.option(
@@ -667,20 +668,29 @@ def demo(
     workdir: Path | None,
     xdomea_version: str,
     journal: str | None,
-    dms: str,
+    dms: str | None,
     dms_wsdl: Path | None,
 ) -> None:
     """Run an end-to-end Abgabe between two Kommunen and check every document and receipt.
 
-    Exits 0 only when every document arrived bit-identical and every receipt arrived;
+    Exits 0 only when every document arrived bit-identical, every receipt arrived and
+    A's process completed (with --dms sims also: the Abgabevermerk is on A's Akte);
     2 when the journals cannot be set up (unsupported URL, unreachable server) or,
-    with --dms sim, the dmsin WSDL cannot be found.
+    with --dms sim or sims, the dmsin WSDL cannot be found.
     """
     import tempfile
 
     from gateway.demo import run_demo
 
-    click.echo(f"ikz-gateway demo: scenario {scenario}")
+    if dms is None:
+        dms = "fs" if container is not None else "sims"
+    if dms == "sims" and container is not None:
+        raise click.UsageError(
+            "--container sends your own container with 'send'; combine it with --dms fs or "
+            "--dms sim (--dms sims exports the Akte from A's DMS instead)"
+        )
+
+    click.echo(f"ikz-gateway demo: scenario {scenario} (--dms {dms})")
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
         # --workdir keeps everything, journals included: its gateway.toml files use them.

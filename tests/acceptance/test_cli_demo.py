@@ -24,9 +24,27 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("version", ["2.3.0", "3.1.0"])
-def test_demo_passes_and_proves_every_document_and_receipt(version: str, tmp_path: Path) -> None:
-    """The default demo exits 0 and reports each document's hash match and each receipt."""
+def test_demo_moves_an_akte_from_a_dms_to_b_dms_over_mutual_tls(
+    version: str, tmp_path: Path
+) -> None:
+    """The default demo: DMS to DMS over mTLS, timeline, identical documents, Akte marked."""
     result = run("demo", "--workdir", str(tmp_path), "--xdomea-version", version)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "scenario abgabe (--dms sims)" in result.stdout and "PASSED" in result.stdout
+    assert result.stdout.count("= sent") == 3
+    receipts = "0401, 0403, 0402" if version == "3.1.0" else "0401, 0402"
+    assert f"[ok  ] {receipts} in A's timeline" in result.stdout
+    assert "[ok  ] A's process is completed" in result.stdout
+    assert "[ok  ] Abgabevermerk on COO." in result.stdout
+    assert (tmp_path / "certs" / "ca.crt").is_file()
+    config = (tmp_path / "kommune-a" / "gateway.toml").read_text()
+    assert "[http.tls]" in config and 'on_completed = "mark-abgegeben"' in config
+
+
+def test_demo_with_dms_fs_sends_a_container_into_b_transfer_folder(tmp_path: Path) -> None:
+    """--dms fs: A sends a built container with send; B files every document from its folder."""
+    result = run("demo", "--dms", "fs", "--workdir", str(tmp_path))
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASSED" in result.stdout
@@ -34,6 +52,16 @@ def test_demo_passes_and_proves_every_document_and_receipt(version: str, tmp_pat
     assert "0402 reports every object imported" in result.stdout
     filed = sorted(p.name for p in (tmp_path / "kommune-b" / "dms").iterdir())
     assert len(filed) == 3
+
+
+def test_demo_refuses_a_container_with_dms_sims_and_exits_2(tmp_path: Path) -> None:
+    """--container with --dms sims is a usage error: a given container is sent with send."""
+    container = write_zip(tmp_path / "c.zip", [Entry(MESSAGE_NAME, b"<x/>")])
+
+    result = run("demo", "--container", str(container), "--dms", "sims")
+
+    assert result.returncode == 2
+    assert "--dms fs" in result.stdout + result.stderr
 
 
 def test_demo_with_a_given_container_uses_its_parties(tmp_path: Path) -> None:
