@@ -684,6 +684,16 @@ def demo(
 
     if dms is None:
         dms = "fs" if container is not None else "sims"
+        if dms == "sims" and dms_wsdl is None:
+            from gateway.demo_dms import find_wsdl
+
+            try:
+                find_wsdl(dms_wsdl)
+            except GatewayError as exc:
+                # Without the WSDL file (not shipped) the DMS simulators cannot run; the
+                # transfer-folder flow needs none, so the plain ``demo`` still works.
+                click.echo(f"note: {exc.message}; running --dms fs instead")
+                dms = "fs"
     if dms == "sims" and container is not None:
         raise click.UsageError(
             "--container sends your own container with 'send'; combine it with --dms fs or "
