@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.journal import MessageState, MessageView
+from contracts.journal import MessageState, MessageView, ReceiptView
 from contracts.processes import AbgabeState, ProcessStatus
 from contracts.xdomea import Finding
 
@@ -28,6 +28,12 @@ class SubmitResponse(_Frozen):
     id: str
     status_url: str
     duplicate: bool = Field(description="the message was accepted before; this is its id")
+
+
+class MessageResponse(MessageView):
+    """``GET /v1/messages/{id}``: the message, and the receipts this gateway owes for it."""
+
+    receipts: tuple[ReceiptView, ...] = ()
 
 
 class RetryResponse(_Frozen):

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from contracts.journal import MessageState
+from contracts.journal import MessageState, ReceiptView
 
 
 class ProcessState(StrEnum):
@@ -98,3 +98,6 @@ class ProcessStatus(_Frozen):
     timeline: tuple[TimelineEntry, ...] = ()
     #: The Abgabe record when the process was started with ``abgabe start``.
     abgabe: AbgabeView | None = None
+    #: Receipts this gateway owes in the process (on the receiving side), with the
+    #: overdue flag for one that cannot be produced.
+    receipts: tuple[ReceiptView, ...] = ()

@@ -283,7 +283,8 @@ async def process_status(
     prozess_id: str,
     views: list[MessageView],
 ) -> ProcessStatus:
-    """The derived process state of ``views`` with the Abgabe record, if started here."""
+    """The derived process state of ``views``, the Abgabe record (if started here) and
+    the receipts this gateway owes for them."""
     status = await asyncio.to_thread(
         processes.derive,
         prozess_id,
@@ -294,7 +295,11 @@ async def process_status(
         now=utcnow(),
     )
     abgabe = await journal.abgabe_for_process(prozess_id)
-    return status.model_copy(update={"abgabe": abgabe}) if abgabe is not None else status
+    owed = await journal.receipts_owed(
+        [v.id for v in views],
+        timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
+    )
+    return status.model_copy(update={"abgabe": abgabe, "receipts": tuple(owed)})
 
 
 class CompletionRunner:

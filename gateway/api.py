@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 
 import structlog
 from aiohttp import ClientPayloadError, hdrs, web
@@ -40,6 +41,7 @@ from contracts.api import (
     Health,
     MessageList,
     MessageQuery,
+    MessageResponse,
     Problem,
     ProcessResponse,
     RetryResponse,
@@ -470,12 +472,16 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 async def get_message(request: web.Request) -> web.Response:
-    """``GET /v1/messages/{id}``: state, deliveries with their attempts, last error."""
+    """``GET /v1/messages/{id}``: state, deliveries with their attempts, last error, and
+    the receipts this gateway owes for it (overdue ones flagged)."""
     message_id = request.match_info["id"]
-    view = await request.app[JOURNAL].get_message(message_id)
+    journal = request.app[JOURNAL]
+    view = await journal.get_message(message_id)
     if not _visible(view, request[PARTNER]):
         raise NotFound(f"no message {message_id}")
-    return _json(view)
+    timeout = timedelta(seconds=request.app[CONFIG].processes.receipt_timeout_seconds)
+    owed = await journal.receipts_owed([message_id], timeout=timeout)
+    return _json(MessageResponse(**dict(view), receipts=tuple(owed)))
 
 
 async def retry_message(request: web.Request) -> web.Response:

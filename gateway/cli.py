@@ -519,11 +519,24 @@ def status(
     from contracts.journal import MessageState
 
     if message_id:
-        view = _with_journal(config_path, lambda j: j.get_message(message_id))
+        from datetime import timedelta
+
+        from contracts.api import MessageResponse
+        from gateway.config import load_config
+
+        timeout = timedelta(seconds=load_config(config_path).processes.receipt_timeout_seconds)
+
+        async def detail(journal: Any) -> MessageResponse:
+            view = await journal.get_message(message_id)
+            owed = await journal.receipts_owed([message_id], timeout=timeout)
+            return MessageResponse(**dict(view), receipts=tuple(owed))
+
+        response = _with_journal(config_path, detail)
         if as_json:
-            click.echo(view.model_dump_json(indent=2))
+            click.echo(response.model_dump_json(indent=2))
         else:
-            _print_message_view(view, detailed=True)
+            _print_message_view(response, detailed=True)
+            _print_receipts(response.receipts)
         return
     views = _with_journal(
         config_path,
@@ -556,6 +569,18 @@ def retry(message_id: str, config_path: Path) -> None:
         click.echo(f"message {message_id} has no dead-lettered delivery; nothing to retry")
         sys.exit(1)
     click.echo(f"requeued {count} delivery(ies) of message {message_id}")
+
+
+def _print_receipts(receipts: Sequence[Any]) -> None:
+    """The receipts this gateway owes, one line each (overdue ones flagged)."""
+    for receipt in receipts:
+        flag = "  OVERDUE" if receipt.overdue else ""
+        made = f" as message {receipt.receipt_message_id}" if receipt.receipt_message_id else ""
+        error = f"  last error: {receipt.last_error}" if receipt.last_error else ""
+        click.echo(
+            f"    receipt {receipt.code} {receipt.state.value}{made} "
+            f"attempts {receipt.attempts}{flag}{error}"
+        )
 
 
 def _print_views(views: Sequence[Any], as_json: bool) -> None:
@@ -821,6 +846,9 @@ def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
             )
         else:
             click.echo(f"  completion {abgabe.completion_action}: waiting for the 0402")
+    if status.receipts:
+        click.echo("  receipts owed by this gateway:")
+        _print_receipts(status.receipts)
     for failure in status.failures:
         where = failure.objekt or "(whole message)"
         click.echo(f"  not imported: {where}: {'; '.join(failure.fehlermeldungen)}")

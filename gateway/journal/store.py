@@ -68,6 +68,7 @@ from contracts.journal import (
     NewMessage,
     ReceiptState,
     ReceiptTask,
+    ReceiptView,
 )
 from contracts.processes import AbgabeState, AbgabeView, CompletionState
 from gateway.errors import (
@@ -947,6 +948,37 @@ class Journal:
         query = select(abgaben).where(func.lower(AB.prozess_id) == prozess_id.lower())
         row = await self._read(lambda conn: conn.execute(query).first())
         return _abgabe_view(row) if row is not None else None
+
+    async def receipts_owed(
+        self, message_ids: Collection[str], *, timeout: timedelta, now: datetime | None = None
+    ) -> list[ReceiptView]:
+        """The receipts owed for these messages, oldest first, flagged when overdue.
+
+        Args:
+            timeout: how long a receipt may stay waiting or pending before it is overdue.
+        """
+        if not message_ids:
+            return []
+        at = now or utcnow()
+        query = (
+            select(receipts).where(R.message_id.in_(list(message_ids))).order_by(R.created_at, R.id)
+        )
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        owed = (ReceiptState.WAITING, ReceiptState.PENDING)
+        return [
+            ReceiptView(
+                message_id=row.message_id,
+                code=row.code,
+                state=ReceiptState(row.state),
+                attempts=row.attempts,
+                created_at=row.created_at,
+                next_attempt_at=row.next_attempt_at,
+                last_error=row.last_error,
+                receipt_message_id=row.receipt_message_id,
+                overdue=row.state in owed and at - row.created_at > timeout,
+            )
+            for row in rows
+        ]
 
     async def replay(self, message_id: str, *, now: datetime | None = None) -> int:
         """Put a message's dead-lettered deliveries back in the queue with a fresh budget.
