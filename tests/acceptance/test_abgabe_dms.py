@@ -214,6 +214,8 @@ client_certificate = "{certs / node / "client.crt"}"
 client_key = "{certs / node / "client.key"}"
 initial_backoff_seconds = 0.3
 max_backoff_seconds = 1.0
+# Short backoffs for the test, so a budget of attempts, not of time, outlasts B's start.
+max_attempts = 1000
 {local}
 [[routes]]
 empfaenger = "{theirs}"
@@ -259,7 +261,13 @@ class Kommunen:
             abgabe = shown.get("abgabe") or {}
             return abgabe.get("state") in ("completed", "partially-imported")
 
-        wait_until(closed, timeout=timeout, interval=0.5, what=f"process {prozess_id} closed")
+        try:
+            wait_until(closed, timeout=timeout, interval=0.5, what=f"process {prozess_id} closed")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; A's process: {shown.get('state')}, abgabe {shown.get('abgabe')}, "
+                f"messages {self.a.status()}"
+            ) from exc
         return shown
 
     def contents_b(self) -> dict[str, str]:
