@@ -436,6 +436,14 @@ def config_check(path: Path) -> None:
         click.echo(f"  route        {route.empfaenger} [{codes}] -> {route.destination}")
     for folder in config.dropfolders:
         click.echo(f"  dropfolder   {folder.directory} (as {folder.partner})")
+    if config.dms is not None:
+        where = config.dms.dmsin.wsdl if config.dms.dmsin else config.dms.directory
+        click.echo(
+            f"  own DMS      {config.dms.backend} {where} "
+            f"(abgabe start; on_completed = {config.processes.on_completed})"
+        )
+    if config.operator is not None:
+        click.echo("  operator     token for POST /v1/abgaben")
     for name in missing_secrets(config):
         click.echo(f"  warning: environment variable {name} is not set")
     for warning in tls_check.warnings:
@@ -847,7 +855,7 @@ def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
         else:
             click.echo(f"  completion {abgabe.completion_action}: waiting for the 0402")
     if status.receipts:
-        click.echo("  receipts owed by this gateway:")
+        click.echo("  receipts this gateway owes in the process:")
         _print_receipts(status.receipts)
     for failure in status.failures:
         where = failure.objekt or "(whole message)"

@@ -28,7 +28,7 @@ from gateway.api import create_api
 from gateway.app import local_sender
 from gateway.blobs import BlobStore
 from gateway.config import token_digest
-from gateway.errors import AbgabeError
+from gateway.errors import AbgabeError, TransientDeliveryError
 from gateway.intake import Intake, Submission
 from gateway.journal.store import Journal
 from gateway.receipts import read_message
@@ -352,3 +352,22 @@ async def test_unknown_akte_over_http_is_a_problem_naming_it(
     problem = await response.json()
     assert response.status == 422 and problem["type"].endswith(":unknown-akte")
     assert "no/such/akte" in problem["detail"]
+
+
+async def test_dms_down_at_completion_keeps_the_abgabe_open_until_it_is_back(
+    node: NodeA, tmp_path: Path
+) -> None:
+    """The Abgabevermerk cannot be written while the DMS is away: retried later, done once."""
+    started = await node.start()
+    await node.answer_0402(started)
+    runner = abgabe.CompletionRunner(node.config, node.journal, node.blobs, node.dms)
+    (tmp_path / "dms-a").rename(tmp_path / "unmounted")
+
+    with pytest.raises(TransientDeliveryError):
+        await runner.run_once()
+    still_open = [a.id for a in await node.journal.abgaben_open()]
+    (tmp_path / "unmounted").rename(tmp_path / "dms-a")
+    closed = await runner.run_once()
+
+    assert still_open == [started.abgabe.id] and closed == 1
+    assert await node.dms.abgabevermerk(node.akte) is not None
