@@ -30,6 +30,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from lxml import etree
 
@@ -219,8 +220,8 @@ class Antwort:
 
     meldungen: tuple[Meldung, ...]
     rueckgaben: tuple[Rueckgabe, ...] = ()
-    #: Files the answer carries in its container (0631), by entry name; not in the XML.
-    dateien: Mapping[str, bytes] = field(default_factory=dict)
+    #: Files the answer carries in its container (0631): entry name → where the bytes lie.
+    dateien: Mapping[str, Path] = field(default_factory=dict)
 
     @property
     def erfolgreich(self) -> bool:
