@@ -6,11 +6,23 @@ Behördenkennung; the DMS side (Empfänger) is the gateway's node.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
 
+from adapters.fvdaten.service import Anfrage
 from adapters.xdomea import fvdaten
-from contracts.builders import AkteSpec, DokumentSpec, SendendesSystem, primaerdokument_name
+from adapters.xdomea.container import Container, ContainerReport, write_container
+from adapters.xdomea.validation import check_message
+from contracts.builders import (
+    AkteSpec,
+    DokumentSpec,
+    SchriftgutobjektSpec,
+    SendendesSystem,
+    primaerdokument_name,
+)
 from contracts.xdomea import Behoerdenkennung, Kontakt
 
 FACHVERFAHREN = Kontakt(
@@ -37,15 +49,24 @@ def kopf(**overrides: object) -> fvdaten.FVKopf:
     return fvdaten.FVKopf(**values)  # type: ignore[arg-type]
 
 
-def dokument(name: str = "bescheid.pdf", *, betreff: str = "Baugenehmigung") -> DokumentSpec:
-    """A Dokument with one PDF."""
-    return DokumentSpec.with_file(primaerdokument_name(name), betreff=betreff)
+AKTE_UUID = "9b2e7c1a-5d4f-4e8b-a1c3-7f6e5d4c3b2a"
+DOKUMENT_UUID = "1d2c3b4a-6e5f-4a7b-8c9d-0e1f2a3b4c5d"
+
+
+def dokument(
+    name: str = "bescheid.pdf", *, betreff: str = "Baugenehmigung", uuid: str | None = None
+) -> DokumentSpec:
+    """A Dokument with one PDF (a fresh UUID unless given)."""
+    return DokumentSpec.with_file(primaerdokument_name(name, uuid), uuid=uuid, betreff=betreff)
 
 
 def akte() -> AkteSpec:
-    """A small Akte with one Dokument, filed under Kennzeichen 63.01."""
+    """The same small Akte every time: one Dokument, filed under Kennzeichen 63.01."""
     return AkteSpec(
-        betreff="Bauantrag Lindenweg 3", kennzeichen="63.01.05/2026", dokumente=(dokument(),)
+        uuid=AKTE_UUID,
+        betreff="Bauantrag Lindenweg 3",
+        kennzeichen="63.01.05/2026",
+        dokumente=(dokument(uuid=DOKUMENT_UUID),),
     )
 
 
@@ -75,3 +96,45 @@ REQUESTS: Mapping[str, Callable[[str], bytes]] = {
     "0625": lambda v: fvdaten.build_systemstatus_abfragen_0625(v, 1, kopf()),
     "0631": lambda v: fvdaten.build_primaerdokument_exportieren_0631(v, UUID, kopf()),
 }
+
+
+# --------------------------------------------------------------------------- requests to carry out
+
+
+@contextmanager
+def anfrage(
+    folder: Path, xml: bytes, documents: Mapping[str, bytes] | None = None
+) -> Iterator[Anfrage]:
+    """The request ``xml`` as the destination hands it to the service (in a container if it has files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not documents:
+        report = ContainerReport(path="request.xml", checked=check_message(xml), message_entry="")
+        yield Anfrage(report=report, source=_nothing, where="request")
+        return
+    path, _ = write_container(folder, xml, dict(documents))
+    with Container(path) as container:
+        yield Anfrage(report=container.report(), source=container.open_document, where=path.name)
+
+
+def _nothing(name: str) -> IO[bytes]:
+    raise AssertionError(f"{name} requested from a request without container")
+
+
+def documents_of(xml: bytes, pdf: bytes) -> dict[str, bytes]:
+    """Distinct bytes built on a real PDF for every primary document ``xml`` names."""
+    names = check_message(xml).read().dateinamen()
+    return {name: pdf + f"\n% {index} {name}\n".encode() for index, name in enumerate(names)}
+
+
+def erstellen(
+    version: str,
+    *objekte: SchriftgutobjektSpec,
+    id_container: str | None = None,
+    **kopf_values: object,
+) -> bytes:
+    """A 0604 creating ``objekte`` (one Stapel entry each)."""
+    items = [
+        fvdaten.Erstellen(objekt=o, fachverfahren_objekt_id=f"FV-{i}", id_container=id_container)
+        for i, o in enumerate(objekte, start=1)
+    ]
+    return fvdaten.build_sgo_erstellen_0604(version, items, kopf(**kopf_values))
