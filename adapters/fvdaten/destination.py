@@ -35,7 +35,7 @@ from adapters.dms import mapping
 from adapters.dms.destination import build_port, verify_blob
 from adapters.fvdaten.service import Anfrage, DmsZiel, FVDatenService
 from adapters.xdomea import fvdaten, naming
-from adapters.xdomea.container import Container, ContainerReport, write_container
+from adapters.xdomea.container import Container, ContainerReport, ContainerWriter
 from adapters.xdomea.validation import check_message
 from contracts.config import FvdatenDestination
 from contracts.delivery import NodeOutbox, Outbound
@@ -177,9 +177,11 @@ def _build(
     if not antwort.dateien:
         return xml, naming.message_name(kopf.prozess_id, _ANTWORT)
     folder = arbeitsordner / "antwort"
-    folder.mkdir()
-    path, _ = write_container(folder, xml, dict(antwort.dateien))
-    return path.read_bytes(), path.name
+    with ContainerWriter(folder, xml) as writer:
+        for name, path in antwort.dateien.items():
+            writer.add_unreferenced(name, path)
+    target = folder / writer.file_name
+    return target.read_bytes(), target.name
 
 
 def _no_documents(dateiname: str) -> IO[bytes]:
