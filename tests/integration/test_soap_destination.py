@@ -135,7 +135,7 @@ async def test_an_answer_whose_success_field_says_no_is_permanent(sim: Sim, tmp_
     destination = SoapCall("partner", soap_config(sim))
     await sim.fault(operation="CreateFileGI", kind="business", status=12, message="gesperrt")
 
-    with pytest.raises(PermanentDeliveryError, match="status is '12'.*gesperrt"):
+    with pytest.raises(PermanentDeliveryError, match=r"status is '12'.*gesperrt"):
         await destination.deliver(item)
     await destination.close()
 

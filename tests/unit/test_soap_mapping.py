@@ -55,7 +55,7 @@ def test_an_empty_match_leaves_the_parameter_out() -> None:
 
 def test_an_unbound_prefix_is_a_permanent_error_naming_the_parameter() -> None:
     """An expression that fails on the message names its parameter and the fix."""
-    with pytest.raises(PermanentDeliveryError, match="parameter shortname.*namespaces"):
+    with pytest.raises(PermanentDeliveryError, match=r"parameter shortname.*namespaces"):
         evaluate(shortname="//other:Betreff")
 
 
