@@ -4,9 +4,10 @@
 ``adapters.fvdaten.service`` carry it out and builds the 0630 that answers it: a
 bare message, or for 0631 a container with the exported documents. The answer is
 handed to the node outbox (``contracts.delivery.NodeOutbox``) with the key
-``fvdaten:<message id>``: it enters intake as this node, addressed to the
-request's Absender, and is routed like any message (to an XTA message box, a
-peer, a folder).
+``fvdaten:<message id>``; a request whose Kopf sets ``Empfangsbestaetigung``
+first gets a 0629 (key ``fvdaten:<message id>:0629``). Answers enter intake as
+this node, addressed to the request's Absender, and are routed like any message
+(to an XTA message box, a peer, a folder).
 
 The answer is built deterministically — Erstellungszeitpunkt is the request's,
 every DMS call is idempotent — so a redelivery after a crash builds the same
@@ -52,6 +53,7 @@ from gateway.errors import (
 log = structlog.get_logger(__name__)
 
 _ANTWORT = MessageType.from_element(fvdaten.ANTWORT_ELEMENT)
+_EMPFANG = MessageType.from_element(fvdaten.EMPFANG_ELEMENT)
 
 
 class FVDatenDestination:
@@ -96,12 +98,19 @@ class FVDatenDestination:
             )
         with ExitStack() as stack:
             anfrage = await asyncio.to_thread(self._open, item, stack)
+            if fvdaten.asks_for_empfang(anfrage.report.checked):
+                # Receipt first: it says the request arrived, whatever the DMS does next.
+                empfang = fvdaten.build_empfang_0629(
+                    anfrage.report.checked, erstellungszeitpunkt=_erstellt(item, anfrage.report)
+                )
+                name = naming.message_name(item.prozess_id, _EMPFANG)
+                await self._submit(item, empfang, name, f"fvdaten:{item.message_id}:0629")
             arbeitsordner = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ikz-fv-")))
             antwort = await self.service.answer(anfrage, arbeitsordner)
             body, file_name = await asyncio.to_thread(
                 _build, item, anfrage.report, antwort, arbeitsordner
             )
-            answer_id = await self._submit(item, body, file_name)
+            answer_id = await self._submit(item, body, file_name, f"fvdaten:{item.message_id}")
         log.info(
             "fvdaten_answer_submitted",
             message_id=item.message_id,
@@ -136,9 +145,8 @@ class FVDatenDestination:
             )
         return Anfrage(report=report, source=source, where=where)
 
-    async def _submit(self, item: Outbound, body: bytes, file_name: str) -> str:
+    async def _submit(self, item: Outbound, body: bytes, file_name: str, key: str) -> str:
         assert self.outbox is not None  # checked by deliver
-        key = f"fvdaten:{item.message_id}"
         try:
             return await self.outbox.submit(body, idempotency_key=key, file_name=file_name)
         except IntakeRejected as exc:
@@ -147,9 +155,10 @@ class FVDatenDestination:
                 # the first answer stands (the Fachverfahren may have it already).
                 log.warning("fvdaten_answer_exists", message_id=item.message_id, key=key)
                 return "(journaled before)"
+            code = "0629" if key.endswith(":0629") else "0630"
             raise PermanentDeliveryError(
-                f"the 0630 answering message {item.message_id} was refused by this gateway's "
-                f"intake: {exc.message}. Add a route for nachrichtentyp 0630 to the "
+                f"the {code} answering message {item.message_id} was refused by this gateway's "
+                f"intake: {exc.message}. Add a route for nachrichtentyp {code} to the "
                 "Fachverfahren's Behördenkennung and retry the message; the DMS work is kept "
                 "and is not done twice"
             ) from exc
@@ -168,12 +177,9 @@ def _build(
 ) -> tuple[bytes, str]:
     """The answer's bytes and file name: the 0630, in a container when it carries files."""
     kopf = report.nachricht.kopf
-    erstellt = kopf.erstellungszeitpunkt or datetime.fromtimestamp(
-        # The blob is written once and never touched: its time is as stable as the request's.
-        item.blob_path.stat().st_mtime,
-        tz=UTC,
-    ).replace(microsecond=0)
-    xml = fvdaten.build_antwort_0630(report.checked, antwort, erstellungszeitpunkt=erstellt)
+    xml = fvdaten.build_antwort_0630(
+        report.checked, antwort, erstellungszeitpunkt=_erstellt(item, report)
+    )
     if not antwort.dateien:
         return xml, naming.message_name(kopf.prozess_id, _ANTWORT)
     folder = arbeitsordner / "antwort"
@@ -182,6 +188,15 @@ def _build(
             writer.add_unreferenced(name, path)
     target = folder / writer.file_name
     return target.read_bytes(), target.name
+
+
+def _erstellt(item: Outbound, report: ContainerReport) -> datetime:
+    """The answers' Erstellungszeitpunkt: the request's, so building again gives the same bytes."""
+    erstellt = report.nachricht.kopf.erstellungszeitpunkt
+    if erstellt is not None:
+        return erstellt
+    # The blob is written once and never touched: its time is as stable as the request's.
+    return datetime.fromtimestamp(item.blob_path.stat().st_mtime, tz=UTC).replace(microsecond=0)
 
 
 def _no_documents(dateiname: str) -> IO[bytes]:

@@ -1,6 +1,8 @@
 """FVDaten (Fachverfahrensdaten austauschen): requests a Fachverfahren sends a DMS, and the answer.
 
-Every FVDaten request (0601–0628, 0631, 0632) is answered with one message type,
+A request whose Kopf sets ``Empfangsbestaetigung`` first gets a
+``FVDaten.EmpfangBestaetigen.0629`` (Kopf only). Every FVDaten request (0601–0628,
+0631, 0632) is answered with one message type,
 ``FVDaten.ImportBestaetigen.0630``: its ``ErfolgOderMisserfolg`` holds message-level
 ``Rueckmeldung`` codes (``AllgemeineRueckmeldung``, e.g. ``0000000`` success,
 ``0000001`` DMS not available; or ``SpezifischeFehlermeldung06xx`` from the
@@ -78,6 +80,9 @@ REQUESTS: Mapping[str, str] = {
 #: The answer to every request.
 ANTWORT_CODE = "0630"
 ANTWORT_ELEMENT = "FVDaten.ImportBestaetigen.0630"
+#: The receipt a request asks for with ``Empfangsbestaetigung`` 1.
+EMPFANG_CODE = "0629"
+EMPFANG_ELEMENT = "FVDaten.EmpfangBestaetigen.0629"
 
 # AllgemeineRueckmeldung codes (code list AllgemeineRueckmeldung 1.0/1.1).
 ERFOLG = "0000000"
@@ -485,12 +490,6 @@ def build_antwort_0630(
             answer cannot be written in the request's version.
     """
     d = builders.dialect(request.detected.version)
-    code = request.detected.typ.code
-    if request.detected.typ.family != FAMILY or code not in REQUESTS:
-        raise BuildError(
-            f"{request.detected.typ.element} is no FVDaten request; only they are answered "
-            "with a 0630"
-        )
     if not antwort.meldungen:
         raise BuildError("a 0630 needs at least one message-level Rueckmeldung")
     if d.major < 3 and len(antwort.meldungen) > 1:
@@ -498,19 +497,72 @@ def build_antwort_0630(
             f"a 0630 in xdomea {d.version} carries exactly one Rueckmeldung; "
             f"{len(antwort.meldungen)} were given"
         )
+    root, kopf, prozess_id = _answer(
+        request, ANTWORT_CODE, ANTWORT_ELEMENT, erstellungszeitpunkt, sendendes_system
+    )
+    builders.add(kopf, d, "FVSessionID", prozess_id)
+    ergebnis = builders.add(root, d, "ErfolgOderMisserfolg")
+    for meldung in antwort.meldungen:
+        _write_meldung(builders.add(ergebnis, d, "Rueckmeldung"), d, meldung)
+    for rueckgabe in antwort.rueckgaben:
+        _write_rueckgabe(ergebnis, d, rueckgabe)
+    return builders.to_bytes(root)
+
+
+def build_empfang_0629(
+    request: CheckedMessage,
+    *,
+    erstellungszeitpunkt: datetime,
+    sendendes_system: SendendesSystem = builders.DEFAULT_SYSTEM,
+) -> bytes:
+    """The FVDaten.EmpfangBestaetigen.0629 a request with ``Empfangsbestaetigung`` 1 asks for.
+
+    Correlated like the 0630 (same ProzessID, parties swapped); it has no body.
+
+    Raises:
+        BuildError: the request is no FVDaten request or lacks a Kopf part.
+    """
+    root, _, _ = _answer(
+        request, EMPFANG_CODE, EMPFANG_ELEMENT, erstellungszeitpunkt, sendendes_system
+    )
+    return builders.to_bytes(root)
+
+
+def asks_for_empfang(request: CheckedMessage) -> bool:
+    """Whether the request's Kopf sets ``Empfangsbestaetigung`` (a 0629 is due)."""
+    d = builders.dialect(request.detected.version)
+    flag = request.detected.root.findtext(f"{d.q('Kopf')}/{d.q('Empfangsbestaetigung')}")
+    return (flag or "").strip() in ("1", "true")
+
+
+def _answer(
+    request: CheckedMessage,
+    code: str,
+    element: str,
+    erstellungszeitpunkt: datetime,
+    sendendes_system: SendendesSystem,
+) -> tuple[etree._Element, etree._Element, str]:
+    """A new answer root with its Kopf up to EmpfangendesSystem; root, Kopf, ProzessID."""
+    d = builders.dialect(request.detected.version)
+    request_code = request.detected.typ.code
+    if request.detected.typ.family != FAMILY or request_code not in REQUESTS:
+        raise BuildError(
+            f"{request.detected.typ.element} is no FVDaten request; only they are answered "
+            f"with a {code}"
+        )
     kopf = request.detected.root.find(d.q("Kopf"))
     if kopf is None:
-        raise BuildError(f"the {code} has no Kopf to answer")
+        raise BuildError(f"the {request_code} has no Kopf to answer")
     prozess_id = (kopf.findtext(d.q("ProzessID")) or "").strip()
     absender = kopf.find(d.q("Absender"))
     empfaenger = kopf.find(d.q("Empfaenger"))
     if not prozess_id or absender is None or empfaenger is None:
-        raise BuildError(f"the {code} Kopf lacks ProzessID, Absender or Empfaenger")
-    root = builders.new_message(d, ANTWORT_ELEMENT)
-    element = builders.write_kopf(
+        raise BuildError(f"the {request_code} Kopf lacks ProzessID, Absender or Empfaenger")
+    root = builders.new_message(d, element)
+    answer_kopf = builders.write_kopf(
         root,
         d,
-        ANTWORT_CODE,
+        code,
         builders.Kopfdaten(
             prozess_id=prozess_id,
             erstellungszeitpunkt=erstellungszeitpunkt,
@@ -524,16 +576,12 @@ def build_antwort_0630(
         copied = copy.deepcopy(fachverfahren)
         copied.tag = d.q("EmpfangendesSystem")
         copied.tail = None
-        element.append(copied)
+        answer_kopf.append(copied)
     elif d.major < 3:  # pragma: no cover - 2.x requires SendendesSystem in every Kopf
-        write_system(element, d, "EmpfangendesSystem", SendendesSystem(produktname="Fachverfahren"))
-    builders.add(element, d, "FVSessionID", prozess_id)
-    ergebnis = builders.add(root, d, "ErfolgOderMisserfolg")
-    for meldung in antwort.meldungen:
-        _write_meldung(builders.add(ergebnis, d, "Rueckmeldung"), d, meldung)
-    for rueckgabe in antwort.rueckgaben:
-        _write_rueckgabe(ergebnis, d, rueckgabe)
-    return builders.to_bytes(root)
+        write_system(
+            answer_kopf, d, "EmpfangendesSystem", SendendesSystem(produktname="Fachverfahren")
+        )
+    return root, answer_kopf, prozess_id
 
 
 def _write_meldung(parent: etree._Element, d: builders.Dialect, meldung: Meldung) -> None:

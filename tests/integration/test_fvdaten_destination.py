@@ -191,3 +191,18 @@ async def test_dms_down_is_transient_and_journals_nothing(
         await rt.destination.deliver(await rt.outbound(data, kind="container"))
 
     assert await rt.answers(prozess_id) == []
+
+
+async def test_a_request_asking_for_empfangsbestaetigung_gets_a_0629_before_the_0630(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    """With Empfangsbestaetigung 1 the node journals a valid 0629 first, then the 0630."""
+    xml = fvdaten.build_systemstatus_abfragen_0625("3.0.0", 1, fv.kopf(empfangsbestaetigung=True))
+    prozess_id = check_message(xml).read().kopf.prozess_id
+
+    await rt.destination.deliver(await rt.outbound(xml, kind="message"))
+
+    codes = [m.nachrichtentyp for m in await rt.journal.process(prozess_id)]
+    (empfang,) = [m for m in await rt.journal.process(prozess_id) if m.nachrichtentyp == "0629"]
+    assert codes == ["0629", "0630"]
+    assert check_message(rt.blobs.path(empfang.blob_sha256).read_bytes()).findings == ()

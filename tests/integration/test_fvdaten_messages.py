@@ -163,3 +163,15 @@ def test_every_code_the_gateway_writes_is_in_its_code_list() -> None:
 
     assert listed
     assert missing == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_empfangsbestaetigung_is_schema_valid_and_correlated(version: str) -> None:
+    """The 0629 for a request asking for it passes the XSD and keeps the ProzessID."""
+    request = check_message(fv.REQUESTS["0604"](version))
+
+    empfang = check_message(fvdaten.build_empfang_0629(request, erstellungszeitpunkt=fv.ZEITPUNKT))
+
+    assert empfang.findings == ()
+    assert empfang.read().kopf.prozess_id == request.read().kopf.prozess_id
+    assert not fvdaten.asks_for_empfang(request)
