@@ -88,6 +88,7 @@ EMPFANG_ELEMENT = "FVDaten.EmpfangBestaetigen.0629"
 ERFOLG = "0000000"
 DMS_NICHT_VERFUEGBAR = "0000001"
 KENNUNG_UNBEKANNT = "0000003"
+FACHVERFAHREN_UNBEKANNT = "0000005"
 XML_UNGUELTIG = "0000008"
 STAPEL_UNGUELTIG = "0000013"
 UNBEKANNTER_FEHLER = "0000499"
@@ -97,6 +98,7 @@ CODES: Mapping[str, str] = {
     ERFOLG: "Ausführung wurde erfolgreich beendet.",
     DMS_NICHT_VERFUEGBAR: "Das DMS ist nicht verfügbar oder antwortet nicht in angemessener Zeit.",
     KENNUNG_UNBEKANNT: "Die Kennung ist dem DMS nicht bekannt.",
+    FACHVERFAHREN_UNBEKANNT: "Die ID des Fachverfahrens ist unbekannt.",
     XML_UNGUELTIG: "Die übergebene XML-Struktur entspricht nicht dem Schema.",
     STAPEL_UNGUELTIG: "Die Länge des Stapels stimmt nicht mit der Anzahl der Objekte überein.",
     UNBEKANNTER_FEHLER: "Unbekannter Fehler (Fachverfahren an DMS).",

@@ -71,7 +71,10 @@ def config(tmp_path: Path, *, route_back: bool = True) -> GatewayConfig:
         ),
         destinations={
             "fvdaten": FvdatenDestination(
-                type="fvdaten", backend="filesystem", directory=tmp_path / "dms"
+                type="fvdaten",
+                backend="filesystem",
+                directory=tmp_path / "dms",
+                fachverfahren=("060:0815-FV",),
             ),
             "postfach": FilesystemDestination(type="filesystem", directory=tmp_path / "postfach"),
         },

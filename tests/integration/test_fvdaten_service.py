@@ -26,6 +26,8 @@ from gateway.errors import TransientDeliveryError
 from tests import fvdaten_support as fv
 from tests.dms_support import Sim, dmsin_config, running_sim
 
+FV_KENNUNG = str(fv.FACHVERFAHREN.behoerdenkennung)
+
 
 @dataclass
 class Dms:
@@ -54,13 +56,15 @@ async def dms(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[D
         root.mkdir()
         port: DmsPort = FilesystemDms(root)
         aktenplan = mapping.Aktenplan({}, None)
-        yield Dms("filesystem", port, FVDatenService(port, DmsZiel("dms", aktenplan)), root=root)
+        service = FVDatenService(port, DmsZiel("dms", aktenplan), fachverfahren=[FV_KENNUNG])
+        yield Dms("filesystem", port, service, root=root)
         return
     async with running_sim(tmp_path / "sim") as sim:
         port = DmsinPort(dmsin_config(sim))
         aktenplan = mapping.Aktenplan({"63.01": sim.aktenplaneintrag}, None)
         try:
-            yield Dms("dmsin", port, FVDatenService(port, DmsZiel("dms", aktenplan)), sim=sim)
+            service = FVDatenService(port, DmsZiel("dms", aktenplan), fachverfahren=[FV_KENNUNG])
+            yield Dms("dmsin", port, service, sim=sim)
         finally:
             await port.close()
 
@@ -405,3 +409,19 @@ async def test_metadaten_errors_carry_their_codes(
     assert missing.meldungen[0].code == "0610005"
     assert reserved.meldungen[0].code == "0609002"
     assert unknown.meldungen[0].code == "0609001"
+
+
+# --------------------------------------------------------------------------- who may ask
+
+
+async def test_a_request_from_another_absender_is_answered_with_0000005_and_touches_nothing(
+    dms: Dms, tmp_path: Path, pdf_bytes: bytes
+) -> None:
+    """Only the configured Fachverfahren are served; anyone else gets 0000005, nothing is filed."""
+    xml = fv.erstellen("3.1.0", fv.akte(), absender=fv.DMS)
+
+    antwort = await answer(dms, tmp_path, xml, fv.documents_of(xml, pdf_bytes))
+
+    assert antwort.meldungen[0].code == fvdaten.FACHVERFAHREN_UNBEKANNT
+    assert antwort.rueckgaben == ()
+    assert await dms.port.locate(fv.AKTE_UUID) is None
