@@ -227,3 +227,20 @@ async def test_answer_to_an_older_version_is_valid_in_that_version(
     assert checked.findings == ()
     assert checked.detected.version == version
     assert fvdaten.read_antwort(checked).erfolgreich
+
+
+async def test_a_redelivery_whose_answer_changed_keeps_the_first_answer(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    """A 0625 redelivered after the DMS went down builds other bytes; the first answer stands."""
+    xml = fv.REQUESTS["0625"]("3.1.0")
+    prozess_id = check_message(xml).read().kopf.prozess_id
+    item = await rt.outbound(xml, kind="message")
+    await rt.destination.deliver(item)
+    rt.dms.rmdir()
+
+    await rt.destination.deliver(item.model_copy(update={"attempt": 2}))
+
+    (answer,) = await rt.answers(prozess_id)
+    antwort = fvdaten.read_antwort(check_message(rt.blobs.path(answer.blob_sha256).read_bytes()))
+    assert antwort.codes() == (fvdaten.ERFOLG,)
