@@ -5,6 +5,10 @@ and Fabasoft eGov-Suite over its dmsin SOAP interface (``adapters.dms.dmsin``).
 The import (``adapters.dms.importer``) and the export (``adapters.dms.exporter``)
 are written once against this port.
 
+FVDaten requests (``adapters.fvdaten``) also address objects by UUID alone
+(``locate``), search them, keep Fachdaten (custom metadata) on them and ask
+whether the DMS answers at all (``probe``).
+
 The port is deliberately small and idempotency-friendly: every object carries its
 xdomea UUID, and ``find`` looks an object up by it before ``create`` makes it, so
 a retried import never creates a second object. Content objects are found by
@@ -18,7 +22,7 @@ Methods raise ``gateway.errors.TransientDeliveryError`` (retry) or
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -92,7 +96,8 @@ class DmsObjekt(_Frozen):
 class Abgabevermerk(_Frozen):
     """The note on an Akte that it was given away (abgegeben) and arrived completely.
 
-    Written once the partner's 0402 reports every object imported; every value comes
+    Written once the partner's 0402 reports every object imported, as JSON into the
+    Fachdatum ``[dms] abgabe_field`` (``DmsPort.write_fachdaten``); every value comes
     from the journal, so writing it again after a crash writes the same note.
     """
 
@@ -101,6 +106,15 @@ class Abgabevermerk(_Frozen):
     prozess_id: str
     abgegeben_am: datetime = Field(description="when the 0402 arrived")
     importbestaetigung: str = Field(description="journal id of the 0402")
+
+
+class Treffer(_Frozen):
+    """An object a search found."""
+
+    adresse: str
+    art: SchriftgutobjektArt
+    uuid: str
+    betreff: str | None = None
 
 
 #: Opens a primary document's bytes for reading; called in a worker thread.
@@ -151,16 +165,32 @@ class DmsPort(Protocol):
         """Write a content object's bytes to ``target``; their SHA-256 (hex)."""
         ...
 
-    async def mark_abgegeben(self, adresse: str, vermerk: Abgabevermerk) -> None:
-        """Note on the object at ``adresse`` that it was given away (replaces an earlier note).
+    async def locate(self, uuid: str) -> str | None:
+        """The address of the object with xdomea UUID ``uuid`` anywhere in the DMS, or ``None``.
 
         Raises:
-            PermanentDeliveryError: no object at that address.
+            PermanentDeliveryError: more than one object carries the UUID.
         """
         ...
 
-    async def abgabevermerk(self, adresse: str) -> Abgabevermerk | None:
-        """The note ``mark_abgegeben`` left on the object, or ``None``."""
+    async def search(self, begriff: str, *, limit: int) -> tuple[Treffer, ...]:
+        """Objects filed by the gateway whose Betreff or Kennzeichen contains ``begriff``."""
+        ...
+
+    async def read_fachdaten(self, adresse: str, namen: Sequence[str]) -> dict[str, str]:
+        """The named Fachdaten (custom metadata) of the object; unset ones are left out."""
+        ...
+
+    async def write_fachdaten(self, adresse: str, werte: Mapping[str, str]) -> None:
+        """Set Fachdaten (custom metadata) of an object; others stay as they are."""
+        ...
+
+    async def probe(self) -> None:
+        """Check that the DMS answers.
+
+        Raises:
+            TransientDeliveryError: it does not (unreachable, failing, not mounted).
+        """
         ...
 
     async def close(self) -> None:

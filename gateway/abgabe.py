@@ -11,7 +11,8 @@
         (any failure: the reservation is removed, nothing was journaled)
         ⋮  delivered to the partner; its gateway answers 0403, 0402
     CompletionRunner ── open Abgabe whose process is completed ─► on_completed
-        (record | mark-abgegeben: Abgabevermerk on the Akte in [dms]) ─► completed
+        (record | mark-abgegeben: the Abgabevermerk as the Akte's Fachdatum
+         [dms] abgabe_field, DmsPort.write_fachdaten) ─► completed
                      └─ partially imported ─► nothing marked ─► partially-imported
 
 Idempotency: one open Abgabe per (Akte address, partner id). Starting the same
@@ -302,6 +303,24 @@ async def process_status(
     return status.model_copy(update={"abgabe": abgabe, "receipts": tuple(owed)})
 
 
+async def read_vermerk(port: DmsPort, adresse: str, field: str) -> Abgabevermerk | None:
+    """The Abgabevermerk in the Fachdatum ``field`` of the object, or ``None``.
+
+    Raises:
+        PermanentDeliveryError: the Fachdatum holds something else (edited by hand).
+    """
+    raw = (await port.read_fachdaten(adresse, [field])).get(field)
+    if not raw:
+        return None
+    try:
+        return Abgabevermerk.model_validate_json(raw)
+    except ValueError as exc:
+        raise PermanentDeliveryError(
+            f"the Fachdatum {field} of {adresse} in {port.where} is not the gateway's "
+            f"Abgabevermerk ({str(exc).splitlines()[0]}); someone edited it"
+        ) from exc
+
+
 class CompletionRunner:
     """Closes open Abgaben once their 0402 arrived, with the completion action."""
 
@@ -328,12 +347,18 @@ class CompletionRunner:
         self._journal = journal
         self._blobs = blobs
         self._port = port
+        self._field = config.dms.abgabe_field if config.dms is not None else "xdomea_abgabe"
         self._poll = poll_seconds
         self._wake = asyncio.Event()
+        # Whether the last look found open Abgaben: without any, an arriving message
+        # cannot close one, and waking for each would cost a journal query per message
+        # (one started meanwhile, also by another process, is found by the next poll).
+        self._any_open = True
 
     def notify(self) -> None:
-        """A message arrived (perhaps a 0402): look now instead of at the next poll."""
-        self._wake.set()
+        """A message arrived (perhaps a 0402): look now, if an Abgabe is open."""
+        if self._any_open:
+            self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Close completed Abgaben until ``stop`` is set; outages are waited out."""
@@ -362,7 +387,9 @@ class CompletionRunner:
             TransientDeliveryError: the DMS cannot be reached (the Abgabe stays open).
         """
         closed = 0
-        for abgabe in await self._journal.abgaben_open():
+        open_ = await self._journal.abgaben_open()
+        self._any_open = bool(open_)
+        for abgabe in open_:
             views = await self._journal.process(abgabe.prozess_id)
             status = await process_status(
                 self._config, self._journal, self._blobs, abgabe.prozess_id, views
@@ -397,8 +424,10 @@ class CompletionRunner:
                 importbestaetigung=receipt.message_id,
             )
             try:
-                await self._dms().mark_abgegeben(abgabe.akte, vermerk)
-                detail = f"Abgabevermerk written on {abgabe.akte}"
+                await self._dms().write_fachdaten(
+                    abgabe.akte, {self._field: vermerk.model_dump_json()}
+                )
+                detail = f"Abgabevermerk written on {abgabe.akte} ({self._field})"
             except TransientDeliveryError:
                 raise  # stays open; tried again at the next round
             except (DeliveryError, GatewayError) as exc:

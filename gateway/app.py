@@ -75,11 +75,14 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
     def accepted() -> None:
         if worker is not None:
             worker.notify()
-        if producer is not None:
-            producer.notify()
+        # A 0402 closes an Abgabe; the runner looks only while one is open.
         completion.notify()
 
-    intake = Intake(config, journal, blobs, on_accepted=accepted)
+    def receipts_owed() -> None:
+        if producer is not None:
+            producer.notify()
+
+    intake = Intake(config, journal, blobs, on_accepted=accepted, on_receipts_owed=receipts_owed)
     destinations = build_destinations(config, IntakeOutbox(intake, local_sender(config)))
     worker = Worker(config, journal, blobs, destinations, worker_id=worker_id(config))
     producer = ReceiptProducer(

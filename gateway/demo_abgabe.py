@@ -239,7 +239,8 @@ async def run(
         step("7. A's DMS: the Akte is marked abgegeben (completion action)")
         port_a = _port(sim_a)
         try:
-            vermerk = await port_a.abgabevermerk(akte)
+            assert node_a.config.dms is not None
+            vermerk = await abgabe.read_vermerk(port_a, akte, node_a.config.dms.abgabe_field)
         finally:
             await port_a.close()
         recorded = status.abgabe

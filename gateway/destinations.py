@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from adapters.dms.destination import DmsImport
+from adapters.fvdaten.destination import FVDatenDestination
 from adapters.peer.http import PeerGateway
 from adapters.transfer.filesystem import FilesystemTransfer
 from contracts.config import (
     DmsDestination,
     FilesystemDestination,
+    FvdatenDestination,
     GatewayConfig,
     HttpDestination,
+    SoapDestination,
 )
 from contracts.delivery import Destination, NodeOutbox
 from gateway import tls
@@ -39,6 +42,12 @@ def build_destinations(
             built[name] = PeerGateway(name, destination, ssl_context=context)
         elif isinstance(destination, DmsDestination):
             built[name] = DmsImport(name, destination)
+        elif isinstance(destination, FvdatenDestination):
+            built[name] = FVDatenDestination(name, destination, outbox)
+        elif isinstance(destination, SoapDestination):
+            from adapters.soap.destination import SoapCall
+
+            built[name] = SoapCall(name, destination)
         else:  # pragma: no cover - the config's discriminated union has no other types
             raise TypeError(f"no adapter for destination type {type(destination).__name__}")
     return built

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid as uuidlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 from adapters.dms import dmsin_names as names
 from adapters.dms.dmsin_client import DmsinClient
 from contracts.config import DmsinConfig
-from contracts.dms import Abgabevermerk, DmsObjekt, Dokumenttyp, Inhalt, Objektdaten, Opener
+from contracts.dms import DmsObjekt, Dokumenttyp, Inhalt, Objektdaten, Opener, Treffer
 from contracts.xdomea import SchriftgutobjektArt, uuid_key
 from gateway.errors import DmsRefused, ObjectRefused, PermanentDeliveryError
 
@@ -223,40 +224,86 @@ class DmsinPort:
                 f"the gateway's JSON ({str(exc).splitlines()[0]}); someone edited it"
             ) from exc
 
-    # ------------------------------------------------------------------ Abgabevermerk
+    # ------------------------------------------------------------------ FVDaten
 
-    async def mark_abgegeben(self, adresse: str, vermerk: Abgabevermerk) -> None:
-        """Set the Fachdatum ``abgabe_field`` to the note (JSON) with ``UpdateUserFormsDataGI``.
+    async def locate(self, uuid: str) -> str | None:
+        """Search the UUID's Fachdatum among Akten, Vorgänge and Dokumente."""
+        found: list[str] = []
+        for objclass in (names.AKTE, names.VORGANG, names.DOKUMENT):
+            response = await self.client.call(
+                "SearchObjNameGI",
+                searchstring="*",
+                objclass=objclass,
+                reference=self.config.uuid_field,
+                value=uuid_key(uuid),
+            )
+            found.extend(address for address, _ in _refs(response.giobjecttype))
+        if len(found) > 1:
+            raise PermanentDeliveryError(
+                f"{len(found)} objects in {self.where} carry the xdomea UUID {uuid} "
+                f"({', '.join(found)}); cancel all but one (CancelObjectGI)"
+            )
+        return found[0] if found else None
 
-        Setting a value is idempotent: writing the same note again changes nothing.
+    async def search(self, begriff: str, *, limit: int) -> tuple[Treffer, ...]:
+        """Objects whose title (the Betreff) contains ``begriff``, with their xdomea UUID.
+
+        Objects without the gateway's UUID Fachdatum (made in the DMS by hand) are
+        left out: an FVDaten answer names objects by UUID.
         """
+        pattern = "*" + begriff.replace("*", "").replace("?", "") + "*"
+        treffer: list[Treffer] = []
+        for objclass, art in (
+            (names.AKTE, SchriftgutobjektArt.AKTE),
+            (names.VORGANG, SchriftgutobjektArt.VORGANG),
+            (names.DOKUMENT, SchriftgutobjektArt.DOKUMENT),
+        ):
+            response = await self.client.call(
+                "SearchObjNameGI", searchstring=pattern, objclass=objclass
+            )
+            for address, name in _refs(response.giobjecttype):
+                if len(treffer) >= limit:
+                    return tuple(treffer)
+                uuid = (await self.read_fachdaten(address, [self.config.uuid_field])).get(
+                    self.config.uuid_field
+                )
+                if uuid:
+                    treffer.append(Treffer(adresse=address, art=art, uuid=uuid, betreff=name))
+        return tuple(treffer)
+
+    async def read_fachdaten(self, adresse: str, namen: Sequence[str]) -> dict[str, str]:
+        """``ReadUserFormsDataGI`` per name; unset values are left out."""
+        werte: dict[str, str] = {}
+        for name in namen:
+            response = await self.client.call(
+                "ReadUserFormsDataGI", objaddress=adresse, reference=name
+            )
+            if response.value is not None:
+                werte[name] = str(response.value)
+        return werte
+
+    async def write_fachdaten(self, adresse: str, werte: Mapping[str, str]) -> None:
+        """One ``UpdateUserFormsDataGI`` with every value."""
         await self.client.call(
             "UpdateUserFormsDataGI",
             objaddress=adresse,
             userformsdata={
                 _f("GIUserFormsType"): [
-                    {
-                        _f("ufreference"): self.config.abgabe_field,
-                        _f("ufvalue"): {"string": [vermerk.model_dump_json()]},
-                    }
+                    {_f("ufreference"): name, _f("ufvalue"): {"string": [wert]}}
+                    for name, wert in werte.items()
                 ]
             },
         )
 
-    async def abgabevermerk(self, adresse: str) -> Abgabevermerk | None:
-        """The note in the Fachdatum ``abgabe_field``, if set."""
-        response = await self.client.call(
-            "ReadUserFormsDataGI", objaddress=adresse, reference=self.config.abgabe_field
+    async def probe(self) -> None:
+        """A search for a UUID no object has: loads the WSDL and makes one round trip."""
+        await self.client.call(
+            "SearchObjNameGI",
+            searchstring="*",
+            objclass=names.AKTE,
+            reference=self.config.uuid_field,
+            value=str(uuidlib.UUID(int=0)),
         )
-        if not response.value:
-            return None
-        try:
-            return Abgabevermerk.model_validate_json(response.value)
-        except ValueError as exc:
-            raise PermanentDeliveryError(
-                f"the Fachdatum {self.config.abgabe_field} of {adresse} in {self.where} is not "
-                f"the gateway's Abgabevermerk ({str(exc).splitlines()[0]}); someone edited it"
-            ) from exc
 
     async def close(self) -> None:
         """Close the client's connections."""

@@ -37,6 +37,8 @@ from tests.dms_support import container, kleine_akte
 
 TOKEN_B = "b-token-only-kommune-b-knows-4711"
 OPERATOR_TOKEN = "operator-token-of-kommune-a"
+#: The Fachdatum the Abgabevermerk goes to (``[dms] abgabe_field``'s default).
+FIELD = "xdomea_abgabe"
 
 
 def config_a(tmp_path: Path, **processes: object) -> GatewayConfig:
@@ -230,7 +232,7 @@ async def test_complete_0402_writes_the_abgabevermerk_once(node: NodeA) -> None:
     assert await runner.run_once() == 1
     assert await runner.run_once() == 0
 
-    vermerk = await node.dms.abgabevermerk(node.akte)
+    vermerk = await abgabe.read_vermerk(node.dms, node.akte, FIELD)
     assert vermerk is not None and vermerk.prozess_id == started.abgabe.prozess_id
     assert vermerk.empfaenger == "060:4711" and vermerk.partner == "kommune-b"
     recorded = await node.journal.abgabe_for_process(started.abgabe.prozess_id)
@@ -244,14 +246,14 @@ async def test_completion_after_a_crash_writes_the_same_vermerk(node: NodeA) -> 
     await node.answer_0402(started)
     runner = abgabe.CompletionRunner(node.config, node.journal, node.blobs, node.dms)
     await runner.run_once()
-    first = await node.dms.abgabevermerk(node.akte)
+    first = await abgabe.read_vermerk(node.dms, node.akte, FIELD)
     await node.journal._write(
         lambda conn: conn.exec_driver_sql("UPDATE abgaben SET state = 'open'")
     )
 
     await runner.run_once()
 
-    assert await node.dms.abgabevermerk(node.akte) == first
+    assert await abgabe.read_vermerk(node.dms, node.akte, FIELD) == first
 
 
 async def test_partial_import_marks_nothing_and_shows_partially_imported(node: NodeA) -> None:
@@ -266,7 +268,7 @@ async def test_partial_import_marks_nothing_and_shows_partially_imported(node: N
 
     await runner.run_once()
 
-    assert await node.dms.abgabevermerk(node.akte) is None
+    assert await abgabe.read_vermerk(node.dms, node.akte, FIELD) is None
     views = await node.journal.process(started.abgabe.prozess_id)
     status = await abgabe.process_status(
         node.config, node.journal, node.blobs, started.abgabe.prozess_id, views
@@ -285,7 +287,7 @@ async def test_record_only_completes_without_touching_the_dms(node: NodeA, tmp_p
 
     recorded = await node.journal.abgabe_for_process(started.abgabe.prozess_id)
     assert recorded is not None and recorded.state is AbgabeState.COMPLETED
-    assert await FilesystemDms(tmp_path / "dms-a").abgabevermerk(node.akte) is None
+    assert await abgabe.read_vermerk(FilesystemDms(tmp_path / "dms-a"), node.akte, FIELD) is None
 
 
 # --------------------------------------------------------------------------- HTTP API
@@ -370,4 +372,4 @@ async def test_dms_down_at_completion_keeps_the_abgabe_open_until_it_is_back(
     closed = await runner.run_once()
 
     assert still_open == [started.abgabe.id] and closed == 1
-    assert await node.dms.abgabevermerk(node.akte) is not None
+    assert await abgabe.read_vermerk(node.dms, node.akte, FIELD) is not None

@@ -3,7 +3,7 @@
 The simulator refuses one document's ``CreateContentObjectGI`` with a SOAP Sender
 fault (fault kind ``refuse`` matched on its file name), as a DMS whose virus
 scanner or format check rejects it would; the Abgabevermerk is written and read
-back with ``UpdateUserFormsDataGI``/``ReadUserFormsDataGI``, validated by the
+back as a Fachdatum (``UpdateUserFormsDataGI``/``ReadUserFormsDataGI``), validated by the
 simulator against the WSDL.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from adapters.dms import dmsin_names as names
 from adapters.dms.dmsin import DmsinPort
 from contracts.dms import Abgabevermerk
+from gateway import abgabe
 from gateway.blobs import BlobStore
 from tests.delivery_support import outbound
 from tests.dms_support import (
@@ -60,7 +61,7 @@ async def test_document_the_dms_refuses_is_reported_and_the_rest_is_filed(
 async def test_abgabevermerk_is_written_as_a_fachdatum_and_read_back(
     tmp_path: Path, pdf_bytes: bytes
 ) -> None:
-    """mark_abgegeben sets the Fachdatum; writing the same note again leaves one note."""
+    """The completion's write sets the Fachdatum; the same note again leaves one note."""
     sent = container(tmp_path / "out", [kleine_akte()], pdf_bytes)
     blobs = BlobStore(tmp_path / "blobs")
     vermerk = Abgabevermerk(
@@ -79,10 +80,10 @@ async def test_abgabevermerk_is_written_as_a_fachdatum_and_read_back(
             )
             # The Akte is the first object the import filed.
             akte = next(iter(ergebnis.adressen.values()))
-            before = await port.abgabevermerk(akte)
-            await port.mark_abgegeben(akte, vermerk)
-            await port.mark_abgegeben(akte, vermerk)
-            after = await port.abgabevermerk(akte)
+            before = await abgabe.read_vermerk(port, akte, "xdomea_abgabe")
+            for _ in range(2):
+                await port.write_fachdaten(akte, {"xdomea_abgabe": vermerk.model_dump_json()})
+            after = await abgabe.read_vermerk(port, akte, "xdomea_abgabe")
         finally:
             await destination.close()
             await port.close()

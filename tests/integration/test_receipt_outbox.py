@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from contracts.builders import ObjectResult
@@ -82,3 +83,25 @@ async def test_receipts_owed_past_the_timeout_are_flagged_and_produced_ones_are_
         ("0402", ReceiptState.WAITING, True),
     }
     assert [r.receipt_message_id for r in owed if r.code == "0403"] == ["r-1"]
+
+
+async def test_imports_completed_together_make_each_their_own_receipt_due(
+    journal: Journal,
+) -> None:
+    """Outcomes written in one group commit each make their own message's 0402 due."""
+    first = await journal.accept(new_message(prozess_id="p-1"), ["dms"], receipts=OWED)
+    second = await journal.accept(new_message(prozess_id="p-2"), ["dms"], receipts=OWED)
+    claims = await journal.claim("w1", limit=2, lease=LEASE)
+    failed = {"4f0c7a5e-2d55-4d5c-9a43-7c3c4a1b2d3e": ObjectResult.failed("refused")}
+
+    await asyncio.gather(
+        *(
+            journal.complete(
+                claim, "w1", imported=failed if claim.message_id == first.message_id else {}
+            )
+            for claim in claims
+        )
+    )
+
+    due = {r.message_id: r.results for r in await journal.due_receipts() if r.code == "0402"}
+    assert due == {first.message_id: failed, second.message_id: {}}

@@ -161,3 +161,53 @@ def test_operator_token_needs_exactly_one_source(tmp_path: Path) -> None:
         ConfigError, match="operator: give exactly one of token_sha256 or token_env"
     ):
         load_config(write(tmp_path, text))
+
+
+FVDATEN_AND_SOAP = """
+[destinations.fv]
+type = "fvdaten"
+backend = "filesystem"
+directory = "dms"
+fachverfahren = ["060:0815-FV"]
+
+[destinations.partner]
+type = "soap"
+wsdl = "partner.wsdl"
+operation = "CreateFileGI"
+
+[destinations.partner.parameters]
+shortname = "string(//xdomea:Akte/xdomea:AllgemeineMetadaten/xdomea:Betreff)"
+"userformsdata.ref" = "'x'"
+
+[destinations.partner.response]
+fields = { id = "objid" }
+success_field = "status"
+"""
+
+
+def test_fvdaten_and_soap_destinations_load_with_paths_resolved(tmp_path: Path) -> None:
+    """An fvdaten destination's DMS folder and a soap destination's WSDL file are made absolute."""
+    text = MINIMAL.format(digest=token_digest("s")) + FVDATEN_AND_SOAP
+
+    config = load_config(write(tmp_path, text))
+
+    assert config.destinations["fv"].directory == tmp_path / "dms"  # type: ignore[union-attr]
+    assert config.destinations["partner"].wsdl == str(tmp_path / "partner.wsdl")  # type: ignore[union-attr]
+
+
+def test_a_soap_parameter_that_is_no_xpath_is_explained(tmp_path: Path) -> None:
+    """A broken XPath names the parameter and says it is no XPath 1.0 expression."""
+    text = MINIMAL.format(digest=token_digest("s")) + FVDATEN_AND_SOAP.replace("\"'x'\"", '"//["')
+
+    with pytest.raises(ConfigError, match=r"parameters\.userformsdata\.ref.*XPath"):
+        load_config(write(tmp_path, text))
+
+
+def test_an_fvdaten_destination_without_fachverfahren_is_refused(tmp_path: Path) -> None:
+    """Whose requests an fvdaten destination serves must be said; none is an error."""
+    text = MINIMAL.format(digest=token_digest("s")) + FVDATEN_AND_SOAP.replace(
+        'fachverfahren = ["060:0815-FV"]\n', ""
+    )
+
+    with pytest.raises(ConfigError, match="fachverfahren"):
+        load_config(write(tmp_path, text))
