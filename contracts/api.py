@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.journal import MessageState, MessageView
-from contracts.processes import ProcessStatus
+from contracts.journal import MessageState, MessageView, ReceiptView
+from contracts.processes import AbgabeState, ProcessStatus
 from contracts.xdomea import Finding
 
 #: Problem ``type`` URIs are this prefix plus the problem's kind, e.g. ``…:unroutable``.
@@ -28,6 +28,12 @@ class SubmitResponse(_Frozen):
     id: str
     status_url: str
     duplicate: bool = Field(description="the message was accepted before; this is its id")
+
+
+class MessageResponse(MessageView):
+    """``GET /v1/messages/{id}``: the message, and the receipts this gateway owes for it."""
+
+    receipts: tuple[ReceiptView, ...] = ()
 
 
 class RetryResponse(_Frozen):
@@ -50,6 +56,26 @@ class ProcessResponse(ProcessStatus):
     """One ProzessID: its derived state and timeline, and every message, oldest first."""
 
     messages: tuple[MessageView, ...]
+
+
+class AbgabeRequest(_Frozen):
+    """The body of ``POST /v1/abgaben``: which Akte goes to which partner."""
+
+    akte: str = Field(min_length=1, max_length=500, description="DMS address of the Akte")
+    to: str = Field(min_length=1, description="partner id or Behördenkennung")
+
+
+class AbgabeResponse(_Frozen):
+    """The answer to ``POST /v1/abgaben`` (and what ``abgabe start --json`` prints)."""
+
+    id: str
+    akte: str
+    partner: str
+    prozess_id: str
+    message_id: str
+    state: AbgabeState
+    existing: bool = Field(description="the Abgabe was open already; nothing new was sent")
+    status_url: str = Field(description="GET it for the process state and timeline")
 
 
 class Health(_Frozen):

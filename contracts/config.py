@@ -353,24 +353,59 @@ class DmsBackendConfig(RetryConfig):
 
     def resolved(self, base: Path) -> Self:
         """A copy with every relative path (folder, WSDL file, TLS files) made absolute."""
+        return self.model_copy(update=_resolved_dms_paths(self.directory, self.dmsin, base))
 
-        def absolute(path: Path | None) -> Path | None:
-            return path if path is None or path.is_absolute() else base / path
 
-        update: dict[str, object] = {"directory": absolute(self.directory)}
-        if self.dmsin is not None:
-            wsdl = self.dmsin.wsdl
-            if not wsdl.startswith(("http://", "https://", "file://")):
-                wsdl = str(absolute(Path(wsdl)))
-            update["dmsin"] = self.dmsin.model_copy(
-                update={
-                    "wsdl": wsdl,
-                    "ca_file": absolute(self.dmsin.ca_file),
-                    "client_cert": absolute(self.dmsin.client_cert),
-                    "client_key": absolute(self.dmsin.client_key),
-                }
-            )
-        return self.model_copy(update=update)
+def _resolved_dms_paths(
+    directory: Path | None, dmsin: DmsinConfig | None, base: Path
+) -> dict[str, object]:
+    """The absolute ``directory`` and ``dmsin`` of a DMS backend's settings."""
+
+    def absolute(path: Path | None) -> Path | None:
+        return path if path is None or path.is_absolute() else base / path
+
+    update: dict[str, object] = {"directory": absolute(directory)}
+    if dmsin is not None:
+        wsdl = dmsin.wsdl
+        if not wsdl.startswith(("http://", "https://", "file://")):
+            wsdl = str(absolute(Path(wsdl)))
+        update["dmsin"] = dmsin.model_copy(
+            update={
+                "wsdl": wsdl,
+                "ca_file": absolute(dmsin.ca_file),
+                "client_cert": absolute(dmsin.client_cert),
+                "client_key": absolute(dmsin.client_key),
+            }
+        )
+    return update
+
+
+class NodeDmsConfig(_Strict):
+    """``[dms]``: this node's own DMS, the one ``abgabe start`` exports Akten from.
+
+    The backend settings are those of a ``type = "dms"`` destination (``backend``,
+    ``directory`` or a ``[dms.dmsin]`` table). The same DMS may also be a destination.
+    """
+
+    backend: Literal["filesystem", "dmsin"]
+    #: The filesystem DMS's root folder (backend "filesystem").
+    directory: Path | None = None
+    dmsin: DmsinConfig | None = None
+    #: The Fachdatum the Abgabevermerk (JSON) is written to when an Akte this node gave
+    #: away was imported completely (``[processes] on_completed = "mark-abgegeben"``).
+    abgabe_field: str = Field(default="xdomea_abgabe", min_length=1)
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> NodeDmsConfig:
+        if self.backend == "filesystem" and self.directory is None:
+            raise ValueError('backend "filesystem" needs directory = "PATH"')
+        if self.backend == "dmsin" and self.dmsin is None:
+            raise ValueError('backend "dmsin" needs a [dms.dmsin] table with wsdl and userlogin')
+        return self
+
+    def resolved(self, base: Path) -> NodeDmsConfig:
+        """A copy with every relative path (folder, WSDL file, TLS files) made absolute."""
+        return self.model_copy(update=_resolved_dms_paths(self.directory, self.dmsin, base))
 
 
 class DmsDestination(DmsBackendConfig):
@@ -556,6 +591,39 @@ class ProcessesConfig(_Strict):
     #: A process still waiting for its 0403 or 0402 this long after the 0401 was
     #: delivered to the peer is shown as overdue.
     receipt_timeout_seconds: float = Field(default=24 * 3600.0, gt=0)
+    #: What happens once an Abgabe started here (``abgabe start``) is completed, i.e.
+    #: its 0402 reports every object imported: ``record`` only notes it in the
+    #: process; ``mark-abgegeben`` also writes an Abgabevermerk onto the Akte in this
+    #: node's ``[dms]`` (once; never after a partial import).
+    on_completed: Literal["record", "mark-abgegeben"] = "record"
+
+
+class OperatorConfig(_Strict):
+    """``[operator]``: the credential of this node's own operator on the HTTP API.
+
+    Only the operator may start an Abgabe (``POST /v1/abgaben``): it exports an Akte
+    from the node's DMS, which no partner may trigger. Partners' credentials never
+    authenticate as the operator.
+    """
+
+    token_sha256: str | None = None
+    token_env: str | None = None
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        if value is not None and not _SHA256.match(value):
+            raise ValueError(
+                "token_sha256 must be the 64-character lower-case hex SHA-256 of the token, "
+                "e.g. from: printf %s TOKEN | sha256sum"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> OperatorConfig:
+        if (self.token_sha256 is None) == (self.token_env is None):
+            raise ValueError("give exactly one of token_sha256 or token_env")
+        return self
 
 
 class GatewayConfig(_Strict):
@@ -566,6 +634,10 @@ class GatewayConfig(_Strict):
     http: HttpConfig = HttpConfig()
     worker: WorkerConfig = WorkerConfig()
     processes: ProcessesConfig = ProcessesConfig()
+    #: This node's own DMS, for ``abgabe start`` and the completion action.
+    dms: NodeDmsConfig | None = None
+    #: The operator's API credential (``POST /v1/abgaben``); none = only the CLI starts.
+    operator: OperatorConfig | None = None
     partners: tuple[PartnerConfig, ...] = ()
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     routes: tuple[RouteConfig, ...] = ()
@@ -578,6 +650,11 @@ class GatewayConfig(_Strict):
         if duplicates:
             raise ValueError(f"partner ids must be unique; repeated: {', '.join(duplicates)}")
         self._check_certificate_bindings()
+        if self.processes.on_completed == "mark-abgegeben" and self.dms is None:
+            raise ValueError(
+                'processes.on_completed = "mark-abgegeben" needs this node\'s DMS: add a [dms] '
+                'table (backend and its settings), or set on_completed = "record"'
+            )
         for name in self.destinations:
             _check_name(name)
         for index, route in enumerate(self.routes):

@@ -23,7 +23,7 @@ Methods raise ``gateway.errors.TransientDeliveryError`` (retry) or
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Protocol
@@ -91,6 +91,21 @@ class DmsObjekt(_Frozen):
     daten: Objektdaten
     kinder: tuple[str, ...] = ()
     inhalte: tuple[Inhalt, ...] = ()
+
+
+class Abgabevermerk(_Frozen):
+    """The note on an Akte that it was given away (abgegeben) and arrived completely.
+
+    Written once the partner's 0402 reports every object imported, as JSON into the
+    Fachdatum ``[dms] abgabe_field`` (``DmsPort.write_fachdaten``); every value comes
+    from the journal, so writing it again after a crash writes the same note.
+    """
+
+    empfaenger: str = Field(description="Behördenkennung of the receiving Kommune")
+    partner: str = Field(description="the partner id in this gateway's configuration")
+    prozess_id: str
+    abgegeben_am: datetime = Field(description="when the 0402 arrived")
+    importbestaetigung: str = Field(description="journal id of the 0402")
 
 
 class Treffer(_Frozen):

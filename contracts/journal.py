@@ -154,6 +154,23 @@ class ReceiptState(StrEnum):
     SKIPPED = "skipped"  # the incoming Kopf did not ask for it
 
 
+class ReceiptView(_Frozen):
+    """A receipt this gateway owes for a message, as the API and CLI show it."""
+
+    message_id: str
+    code: str
+    state: ReceiptState
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_error: str | None
+    receipt_message_id: str | None
+    #: Still owed (waiting or pending) longer than ``[processes] receipt_timeout_seconds``:
+    #: a receipt that cannot be produced (no route back, a failing build) is flagged
+    #: here instead of being retried unseen.
+    overdue: bool = False
+
+
 class ReceiptTask(_Frozen):
     """A due receipt with what producing it needs: the answered message's blob and results."""
 

@@ -10,18 +10,20 @@ caller, which opens and closes them (the API only borrows them). Endpoints (see
     GET  /v1/messages/{id}             one message: deliveries, attempts, last error
     POST /v1/messages/{id}/retry       replay its dead-lettered deliveries → 202
     GET  /v1/processes/{prozess_id}    one ProzessID: derived state, timeline, messages
+    POST /v1/abgaben                   operator: export an Akte and send it → 202 / 200 open
     GET  /v1/health                    200 while the journal answers (no token needed)
 
 Every endpoint but health needs a configured partner's credentials: its bearer
 token (``Authorization: Bearer <token>``), its client certificate (mutual TLS,
-``[http.tls]``), or both; see ``authenticate``. Every error is an RFC 9457 problem
+``[http.tls]``), or both; see ``authenticate``. ``POST /v1/abgaben`` is the
+node's operator's alone (the ``[operator]`` token; no partner credential counts),
+and the operator may also read any process. Every error is an RFC 9457 problem
 document (``application/problem+json``); unexpected exceptions become a generic
 500 and are logged, never shown.
 """
 
 from __future__ import annotations
 
-import asyncio
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -34,23 +36,33 @@ from pydantic import BaseModel, ValidationError
 
 from adapters.xdomea.container import ContainerLimits
 from contracts.api import (
+    AbgabeRequest,
+    AbgabeResponse,
     Health,
     MessageList,
     MessageQuery,
+    MessageResponse,
     Problem,
     ProcessResponse,
     RetryResponse,
     SubmitResponse,
 )
 from contracts.config import GatewayConfig, PartnerConfig
+from contracts.dms import DmsPort
 from contracts.journal import MessageView
 from contracts.xdomea import Finding
-from gateway import processes, tls
+from gateway import abgabe, tls
 from gateway.blobs import BlobStore
-from gateway.config import partner_for_token
-from gateway.errors import IdempotencyConflict, IntakeRejected, JournalUnavailable, NotFound
+from gateway.config import is_operator_token, partner_for_token
+from gateway.errors import (
+    AbgabeError,
+    IdempotencyConflict,
+    IntakeRejected,
+    JournalUnavailable,
+    NotFound,
+)
 from gateway.intake import Intake, Submission
-from gateway.journal.store import Journal, utcnow
+from gateway.journal.store import Journal
 
 log = structlog.get_logger(__name__)
 
@@ -58,8 +70,13 @@ CONFIG = web.AppKey("config", GatewayConfig)
 JOURNAL = web.AppKey("journal", Journal)
 INTAKE = web.AppKey("intake", Intake)
 BLOBS = web.AppKey("blobs", BlobStore)
-#: The partner the request's bearer token belongs to (set for every non-public route).
+#: This node's own DMS (``[dms]``), when configured: ``POST /v1/abgaben`` exports from it.
+DMS = web.AppKey("dms", DmsPort)
+#: The partner the request's bearer token belongs to (set for every non-public route
+#: the operator does not call).
 PARTNER = web.RequestKey("partner", PartnerConfig)
+#: Set when the node's operator (``[operator]`` token) makes the request.
+OPERATOR = web.RequestKey("operator", bool)
 
 #: Media types ``POST /v1/messages`` takes; the content itself decides ZIP or XML.
 MEDIA_TYPES = frozenset({"application/zip", "application/xml", "text/xml"})
@@ -68,6 +85,10 @@ PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = 10
 #: Routes anyone may call: load balancers probe health without a token.
 PUBLIC_ROUTES = frozenset({"health"})
+#: Routes only the node's operator may call.
+OPERATOR_ROUTES = frozenset({"abgaben"})
+#: Routes the operator may call besides its own (it sees every process).
+OPERATOR_READABLE = frozenset({"process"})
 
 _CHUNK = 256 * 1024
 _REALM = 'Bearer realm="ikz-gateway"'
@@ -119,6 +140,7 @@ def create_api(
     *,
     limits: ContainerLimits | None = None,
     intake: Intake | None = None,
+    dms: DmsPort | None = None,
 ) -> web.Application:
     """The API application over an open journal and blob store (which the caller owns).
 
@@ -129,18 +151,22 @@ def create_api(
         limits: container limits for intake checks; the defaults otherwise.
         intake: the intake to use, when the process shares one (drop folders, worker
             notification); by default one over ``journal`` and ``blobs`` with ``limits``.
+        dms: this node's DMS (``[dms]``), which the caller opens and closes.
     """
     app = web.Application(middlewares=[problems, authenticate])
     app[CONFIG] = config
     app[JOURNAL] = journal
     app[BLOBS] = blobs
     app[INTAKE] = intake or Intake(config, journal, blobs, limits=limits)
+    if dms is not None:
+        app[DMS] = dms
     messages = app.router.add_resource("/v1/messages", name="messages")
     messages.add_route("POST", submit_message)
     messages.add_route("GET", list_messages)
     app.router.add_get("/v1/messages/{id}", get_message, name="message")
     app.router.add_post("/v1/messages/{id}/retry", retry_message, name="retry")
     app.router.add_get("/v1/processes/{prozess_id}", get_process, name="process")
+    app.router.add_post("/v1/abgaben", start_abgabe, name="abgaben")
     app.router.add_get("/v1/health", health, name="health")
     return app
 
@@ -184,6 +210,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     match = request.match_info
     if match.http_exception is not None or match.route.name in PUBLIC_ROUTES:
         return await handler(request)  # unknown paths answer 404/405, not 401
+    route = match.route.name
+    if route in OPERATOR_ROUTES | OPERATOR_READABLE and _is_operator(request):
+        request[OPERATOR] = True
+        with structlog.contextvars.bound_contextvars(operator=True):
+            return await handler(request)
+    if route in OPERATOR_ROUTES:
+        _refuse_non_operator(request)
     certificate = tls.peer_certificate(request.transport)
     partner = _partner(request, certificate)
     request[PARTNER] = partner
@@ -233,6 +266,39 @@ def _partner(request: web.Request, certificate: tls.PeerCertificate | None) -> P
             error=None,
         )
     return partner
+
+
+def _is_operator(request: web.Request) -> bool:
+    """Whether the request carries the ``[operator]`` bearer token."""
+    scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    token = token.strip()
+    return (
+        scheme.lower() == "bearer" and bool(token) and is_operator_token(request.app[CONFIG], token)
+    )
+
+
+def _refuse_non_operator(request: web.Request) -> None:
+    """Refuse an operator route to anyone else: 401 without a token, 403 with another one."""
+    if request.app[CONFIG].operator is None:
+        raise ApiProblem(
+            403,
+            "operator-only",
+            "Only this gateway's operator may do this",
+            "this gateway has no [operator] token, so Abgaben are started with "
+            "'ikz-gateway abgabe start' on the gateway's host; add [operator] to allow the API",
+        )
+    if hdrs.AUTHORIZATION not in request.headers:
+        raise _unauthorized(
+            "send this gateway's operator token as 'Authorization: Bearer <token>'", error=None
+        )
+    log.warning("operator_route_refused", path=request.path)
+    raise ApiProblem(
+        403,
+        "operator-only",
+        "Only this gateway's operator may do this",
+        "starting an Abgabe exports an Akte from this Kommune's DMS, which only its operator "
+        "may do; partners' credentials are not accepted here",
+    )
 
 
 def _certificate_partner(config: GatewayConfig, certificate: tls.PeerCertificate) -> PartnerConfig:
@@ -292,6 +358,8 @@ def _as_problem(exc: Exception, request: web.Request) -> ApiProblem:
         return exc
     if isinstance(exc, IntakeRejected):
         return ApiProblem(exc.status, exc.kind, exc.title, exc.message, findings=exc.findings)
+    if isinstance(exc, AbgabeError):
+        return ApiProblem(exc.status, exc.kind, "The Abgabe cannot be started", exc.message)
     if isinstance(exc, NotFound):
         return ApiProblem(404, exc.kind, "Not found", exc.message)
     if isinstance(exc, IdempotencyConflict):
@@ -404,12 +472,16 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 async def get_message(request: web.Request) -> web.Response:
-    """``GET /v1/messages/{id}``: state, deliveries with their attempts, last error."""
+    """``GET /v1/messages/{id}``: state, deliveries with their attempts, last error, and
+    the receipts this gateway owes for it (overdue ones flagged)."""
     message_id = request.match_info["id"]
-    view = await request.app[JOURNAL].get_message(message_id)
+    journal = request.app[JOURNAL]
+    view = await journal.get_message(message_id)
     if not _visible(view, request[PARTNER]):
         raise NotFound(f"no message {message_id}")
-    return _json(view)
+    timeout = timedelta(seconds=request.app[CONFIG].processes.receipt_timeout_seconds)
+    owed = await journal.receipts_owed([message_id], timeout=timeout)
+    return _json(MessageResponse(**dict(view), receipts=tuple(owed)))
 
 
 async def retry_message(request: web.Request) -> web.Response:
@@ -434,24 +506,70 @@ async def retry_message(request: web.Request) -> web.Response:
 
 
 async def get_process(request: web.Request) -> web.Response:
-    """``GET /v1/processes/{prozess_id}``: every message of one ProzessID, oldest first."""
+    """``GET /v1/processes/{prozess_id}``: every message of one ProzessID, oldest first.
+
+    A partner sees the messages it may see (``_visible``) and the state derived from
+    them only; the operator sees all, with the Abgabe record (DMS address, completion
+    action) when the process was started with ``abgabe start``.
+    """
     prozess_id = request.match_info["prozess_id"]
-    partner = request[PARTNER]
-    views = [v for v in await request.app[JOURNAL].process(prozess_id) if _visible(v, partner)]
+    operator = request.get(OPERATOR, False)
+    journal = request.app[JOURNAL]
+    views = await journal.process(prozess_id)
+    if not operator:
+        views = [v for v in views if _visible(v, request[PARTNER])]
     if not views:
         raise ApiProblem(404, "not-found", "Not found", f"no message with ProzessID {prozess_id}")
     config = request.app[CONFIG]
-    # Derived from what this partner may see only, so it learns nothing more.
-    status = await asyncio.to_thread(
-        processes.derive,
-        prozess_id,
-        views,
-        own_kennung=config.node.behoerdenkennung,
-        blobs=request.app[BLOBS],
-        timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
-        now=utcnow(),
-    )
+    status = await abgabe.process_status(config, journal, request.app[BLOBS], prozess_id, views)
+    if not operator:
+        status = status.model_copy(update={"abgabe": None})
     return _json(ProcessResponse(**dict(status), messages=tuple(views)))
+
+
+async def start_abgabe(request: web.Request) -> web.Response:
+    """``POST /v1/abgaben``: export an Akte from this node's DMS and send it (operator only).
+
+    202 when the Abgabe was started, 200 (``existing: true``) when it was open already.
+    """
+    try:
+        body = AbgabeRequest.model_validate_json(await request.read())
+    except ValidationError as exc:
+        problems_ = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ApiProblem(
+            400,
+            "invalid-request",
+            "Invalid request",
+            f'send JSON {{"akte": "DMS address", "to": "partner"}}: {problems_}',
+        ) from exc
+    from gateway.app import local_sender  # the app module builds this API
+
+    config = request.app[CONFIG]
+    abgabe.check_startable(config, body.to)
+    started = await abgabe.start(
+        config,
+        request.app[JOURNAL],
+        request.app[INTAKE],
+        request.app[DMS],
+        local_sender(config),
+        akte=body.akte,
+        to=body.to,
+    )
+    status_url = _process_url(request, started.abgabe.prozess_id)
+    answer = AbgabeResponse(
+        id=started.abgabe.id,
+        akte=started.abgabe.akte,
+        partner=started.abgabe.partner_id,
+        prozess_id=started.abgabe.prozess_id,
+        message_id=started.message_id,
+        state=started.abgabe.state,
+        existing=started.existing,
+        status_url=status_url,
+    )
+    return _json(answer, status=200 if started.existing else 202, location=status_url)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -481,6 +599,13 @@ def _json(body: BaseModel, *, status: int = 200, location: str | None = None) ->
 def _message_url(request: web.Request, message_id: str) -> str:
     """Absolute URL of a message: under ``[http] public_url`` if set, else as requested."""
     path = str(request.app.router["message"].url_for(id=message_id))
+    base = request.app[CONFIG].http.public_url
+    return (base.rstrip("/") if base else str(request.url.origin())) + path
+
+
+def _process_url(request: web.Request, prozess_id: str) -> str:
+    """Absolute URL of a process, like ``_message_url``."""
+    path = str(request.app.router["process"].url_for(prozess_id=prozess_id))
     base = request.app[CONFIG].http.public_url
     return (base.rstrip("/") if base else str(request.url.origin())) + path
 

@@ -23,9 +23,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from adapters.dms.destination import build_port
 from contracts.config import GatewayConfig, PartnerConfig
 from contracts.journal import Accepted
 from gateway import tls
+from gateway.abgabe import CompletionRunner, Started, check_startable
+from gateway.abgabe import start as abgabe_start
 from gateway.api import create_api
 from gateway.blobs import BlobStore
 from gateway.destinations import build_destinations
@@ -59,10 +62,21 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
         log.info("staging_cleaned", leftovers=removed)
     worker: Worker | None = None
     producer: ReceiptProducer | None = None
+    # This node's own DMS (abgabe start, the completion action); opens nothing yet.
+    node_dms = build_port(config.dms) if config.dms is not None else None
+    completion = CompletionRunner(
+        config,
+        journal,
+        blobs,
+        node_dms,
+        poll_seconds=max(config.worker.poll_interval_seconds, 1.0),
+    )
 
     def accepted() -> None:
         if worker is not None:
             worker.notify()
+        # A 0402 closes an Abgabe; the runner looks only while one is open.
+        completion.notify()
 
     def receipts_owed() -> None:
         if producer is not None:
@@ -79,7 +93,7 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
         routable=lambda code, empfaenger: bool(config.routes_for(code, empfaenger)),
         poll_seconds=config.worker.poll_interval_seconds,
     )
-    app = create_api(config, journal, blobs, intake=intake)
+    app = create_api(config, journal, blobs, intake=intake, dms=node_dms)
     app[JOURNAL] = journal
     app[INTAKE] = intake
     app[WORKER] = worker
@@ -88,6 +102,8 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
         yield
         for destination in destinations.values():
             await destination.close()
+        if node_dms is not None:
+            await node_dms.close()
         await journal.close()
         blobs.close()
 
@@ -97,6 +113,7 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
         # Receipts are produced where deliveries are made: a process without workers
         # (an intake-only replica) leaves them to the processes that have them.
         app.cleanup_ctx.append(_background(producer.run, "receipts"))
+        app.cleanup_ctx.append(_background(completion.run, "abgabe-completion"))
     for folder in config.dropfolders:
         watcher = DropFolder(folder, config, intake)
         app.cleanup_ctx.append(_background(watcher.run, f"dropfolder:{folder.directory}"))
@@ -205,3 +222,29 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
     finally:
         handle.close()
+
+
+async def start_abgabe(config: GatewayConfig, akte: str, to: str) -> Started:
+    """Start an Abgabe as the node itself from this process (``ikz-gateway abgabe start``).
+
+    A running ``serve`` process on the same journal delivers it and closes it once
+    the partner's 0402 arrived.
+
+    Raises:
+        AbgabeError: the Abgabe cannot be started; nothing was journaled.
+    """
+    check_startable(config, to)
+    assert config.dms is not None  # check_startable guarantees it
+    journal = Journal.from_url(config.storage.journal)
+    blobs = BlobStore(config.storage.blobs)
+    port = build_port(config.dms)
+    try:
+        await journal.upgrade()
+        intake = Intake(config, journal, blobs)
+        return await abgabe_start(
+            config, journal, intake, port, local_sender(config), akte=akte, to=to
+        )
+    finally:
+        await port.close()
+        await journal.close()
+        blobs.close()

@@ -20,7 +20,7 @@ import click
 from adapters.xdomea import files
 from adapters.xdomea.container import ContainerLimits
 from contracts.xdomea import Finding, Nachricht, Schriftgutobjekt
-from gateway import cli_certs, cli_dev, cli_dms, logs
+from gateway import cli_abgabe, cli_certs, cli_dev, cli_dms, logs
 from gateway.errors import GatewayError
 from schemas import catalog
 from schemas.store import SchemaStore
@@ -436,6 +436,14 @@ def config_check(path: Path) -> None:
         click.echo(f"  route        {route.empfaenger} [{codes}] -> {route.destination}")
     for folder in config.dropfolders:
         click.echo(f"  dropfolder   {folder.directory} (as {folder.partner})")
+    if config.dms is not None:
+        where = config.dms.dmsin.wsdl if config.dms.dmsin else config.dms.directory
+        click.echo(
+            f"  own DMS      {config.dms.backend} {where} "
+            f"(abgabe start; on_completed = {config.processes.on_completed})"
+        )
+    if config.operator is not None:
+        click.echo("  operator     token for POST /v1/abgaben")
     for name in missing_secrets(config):
         click.echo(f"  warning: environment variable {name} is not set")
     for warning in tls_check.warnings:
@@ -519,11 +527,24 @@ def status(
     from contracts.journal import MessageState
 
     if message_id:
-        view = _with_journal(config_path, lambda j: j.get_message(message_id))
+        from datetime import timedelta
+
+        from contracts.api import MessageResponse
+        from gateway.config import load_config
+
+        timeout = timedelta(seconds=load_config(config_path).processes.receipt_timeout_seconds)
+
+        async def detail(journal: Any) -> MessageResponse:
+            view = await journal.get_message(message_id)
+            owed = await journal.receipts_owed([message_id], timeout=timeout)
+            return MessageResponse(**dict(view), receipts=tuple(owed))
+
+        response = _with_journal(config_path, detail)
         if as_json:
-            click.echo(view.model_dump_json(indent=2))
+            click.echo(response.model_dump_json(indent=2))
         else:
-            _print_message_view(view, detailed=True)
+            _print_message_view(response, detailed=True)
+            _print_receipts(response.receipts)
         return
     views = _with_journal(
         config_path,
@@ -556,6 +577,18 @@ def retry(message_id: str, config_path: Path) -> None:
         click.echo(f"message {message_id} has no dead-lettered delivery; nothing to retry")
         sys.exit(1)
     click.echo(f"requeued {count} delivery(ies) of message {message_id}")
+
+
+def _print_receipts(receipts: Sequence[Any]) -> None:
+    """The receipts this gateway owes, one line each (overdue ones flagged)."""
+    for receipt in receipts:
+        flag = "  OVERDUE" if receipt.overdue else ""
+        made = f" as message {receipt.receipt_message_id}" if receipt.receipt_message_id else ""
+        error = f"  last error: {receipt.last_error}" if receipt.last_error else ""
+        click.echo(
+            f"    receipt {receipt.code} {receipt.state.value}{made} "
+            f"attempts {receipt.attempts}{flag}{error}"
+        )
 
 
 def _print_views(views: Sequence[Any], as_json: bool) -> None:
@@ -645,12 +678,13 @@ def _demo_journal_url(
 )
 @click.option(
     "--dms",
-    type=click.Choice(["fs", "sim"]),
-    default="fs",
-    show_default=True,
+    type=click.Choice(["sims", "fs", "sim"]),
     help=(
-        "Kommune B's DMS: fs = its transfer folder; sim = a dms destination importing over "
-        "SOAP into the dmsin simulator, started on 127.0.0.1 for the run."
+        "sims (the default): A and B each have a dmsin simulator on 127.0.0.1, the gateways "
+        "talk mutual TLS, and A's operator starts the Abgabe from A's DMS (abgabe start). "
+        "fs / sim: A sends a container it builds (or --container) with 'send' over HTTP, "
+        "and B files it into its transfer folder (fs) or a dmsin simulator (sim); the "
+        "default with --container is fs."
     ),
 )
 @click.option(
@@ -667,20 +701,39 @@ def demo(
     workdir: Path | None,
     xdomea_version: str,
     journal: str | None,
-    dms: str,
+    dms: str | None,
     dms_wsdl: Path | None,
 ) -> None:
     """Run an end-to-end Abgabe between two Kommunen and check every document and receipt.
 
-    Exits 0 only when every document arrived bit-identical and every receipt arrived;
+    Exits 0 only when every document arrived bit-identical, every receipt arrived and
+    A's process completed (with --dms sims also: the Abgabevermerk is on A's Akte);
     2 when the journals cannot be set up (unsupported URL, unreachable server) or,
-    with --dms sim, the dmsin WSDL cannot be found.
+    with --dms sim or sims, the dmsin WSDL cannot be found.
     """
     import tempfile
 
     from gateway.demo import run_demo
 
-    click.echo(f"ikz-gateway demo: scenario {scenario}")
+    if dms is None:
+        dms = "fs" if container is not None else "sims"
+        if dms == "sims" and dms_wsdl is None:
+            from gateway.demo_dms import find_wsdl
+
+            try:
+                find_wsdl(dms_wsdl)
+            except GatewayError as exc:
+                # Without the WSDL file (not shipped) the DMS simulators cannot run; the
+                # transfer-folder flow needs none, so the plain ``demo`` still works.
+                click.echo(f"note: {exc.message}; running --dms fs instead")
+                dms = "fs"
+    if dms == "sims" and container is not None:
+        raise click.UsageError(
+            "--container sends your own container with 'send'; combine it with --dms fs or "
+            "--dms sim (--dms sims exports the Akte from A's DMS instead)"
+        )
+
+    click.echo(f"ikz-gateway demo: scenario {scenario} (--dms {dms})")
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
         # --workdir keeps everything, journals included: its gateway.toml files use them.
@@ -715,6 +768,7 @@ def demo(
 cli_dev.dev.add_command(cli_certs.make_certs)
 cli.add_command(cli_dev.dev)
 cli.add_command(cli_dms.dms)
+cli.add_command(cli_abgabe.abgabe)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -762,28 +816,22 @@ def process_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the process as JSON.")
 def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
     """Show a process's state (sent, received, completed, …), overdue flag and timeline."""
-    from datetime import timedelta
-
-    from gateway import processes
+    from gateway.abgabe import process_status
     from gateway.blobs import BlobStore
     from gateway.config import load_config
     from gateway.errors import NotFound
-    from gateway.journal.store import utcnow
 
     config = load_config(config_path)
-    views = _with_journal(config_path, lambda j: j.process(prozess_id))
-    if not views:
-        raise NotFound(f"no message with ProzessID {prozess_id} in this gateway's journal")
     blobs = BlobStore(config.storage.blobs)
+
+    async def derive(journal: Any) -> Any:
+        views = await journal.process(prozess_id)
+        if not views:
+            raise NotFound(f"no message with ProzessID {prozess_id} in this gateway's journal")
+        return await process_status(config, journal, blobs, prozess_id, views)
+
     try:
-        status = processes.derive(
-            prozess_id,
-            views,
-            own_kennung=config.node.behoerdenkennung,
-            blobs=blobs,
-            timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
-            now=utcnow(),
-        )
+        status = _with_journal(config_path, derive)
     finally:
         blobs.close()
     if as_json:
@@ -795,6 +843,20 @@ def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
         click.echo(f"  sent at {status.sent_at.isoformat()}")
     if status.due_by is not None:
         click.echo(f"  receipts due by {status.due_by.isoformat()}")
+    if status.abgabe is not None:
+        abgabe = status.abgabe
+        click.echo(f"  Abgabe of {abgabe.akte} to {abgabe.partner_id} ({abgabe.state.value})")
+        if abgabe.completion_state is not None:
+            at = abgabe.completed_at.isoformat() if abgabe.completed_at else ""
+            click.echo(
+                f"  {at}  completion {abgabe.completion_action}: "
+                f"{abgabe.completion_state.value} ({abgabe.completion_detail})"
+            )
+        else:
+            click.echo(f"  completion {abgabe.completion_action}: waiting for the 0402")
+    if status.receipts:
+        click.echo("  receipts this gateway owes in the process:")
+        _print_receipts(status.receipts)
     for failure in status.failures:
         where = failure.objekt or "(whole message)"
         click.echo(f"  not imported: {where}: {'; '.join(failure.fehlermeldungen)}")

@@ -111,10 +111,25 @@ def make_certs(directory: Path, nodes: Sequence[str], hosts: Sequence[str], days
         )
     # Absolute, so the printed lines work in a gateway.toml in any folder.
     directory = directory.absolute()
+    reused, made = issue_certificates(directory, nodes, hosts=hosts, days=days)
+    _print_result(directory, directory / "ca.crt", reused, made)
+
+
+def issue_certificates(
+    directory: Path, nodes: Sequence[str], *, hosts: Sequence[str] = (), days: int = 365
+) -> tuple[bool, list[NodeCertificates]]:
+    """Open or make the test CA in ``directory`` and issue each node's certificates.
+
+    Returns:
+        Whether the CA existed before, and each node's certificates (``ca.crt`` is
+        in ``directory``).
+
+    Raises:
+        click.ClickException: the CA in ``directory`` is not usable.
+    """
     ca, reused = _CertificateAuthority.open_or_create(directory)
     hosts = tuple(dict.fromkeys((*DEFAULT_HOSTS, *hosts)))
-    made = [ca.issue_node(directory / n, n, hosts=hosts, days=days) for n in nodes]
-    _print_result(directory, ca.certificate, reused, made)
+    return reused, [ca.issue_node(directory / n, n, hosts=hosts, days=days) for n in nodes]
 
 
 def _print_result(

@@ -125,6 +125,7 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
     )
     return config.model_copy(
         update={
+            "dms": config.dms.resolved(base) if config.dms is not None else None,
             "storage": storage,
             "http": http,
             "destinations": destinations,
@@ -158,4 +159,15 @@ def missing_secrets(config: GatewayConfig) -> list[str]:
     """Environment variables the configuration names but the environment lacks."""
     names: list[Any] = [p.token_env for p in config.partners if p.token_env]
     names += [getattr(d, "token_env", None) for d in config.destinations.values()]
+    if config.operator is not None:
+        names.append(config.operator.token_env)
     return sorted({n for n in names if n and not os.environ.get(n)})
+
+
+def is_operator_token(config: GatewayConfig, token: str) -> bool:
+    """Whether ``token`` is the ``[operator]`` token, compared in constant time."""
+    operator = config.operator
+    if operator is None:
+        return False
+    expected = operator.token_sha256 or _env_digest(operator.token_env)
+    return expected is not None and hmac.compare_digest(expected, token_digest(token))

@@ -1,6 +1,10 @@
 """``ikz-gateway demo``: a self-contained end-to-end run that proves its own result.
 
-Scenario ``abgabe`` (today, on the xdomea core): Kommune A builds an Abgabe 0401
+Scenario ``abgabe`` with ``--dms sims`` (the default): an Akte moves from Kommune
+A's DMS to Kommune B's DMS, two dmsin simulators, two gateways over mutual TLS,
+started with ``abgabe start`` (``demo_abgabe``).
+
+With ``--dms fs|sim`` (and always with ``--container``): Kommune A builds an Abgabe 0401
 container from its Akte, hands it to Kommune B's inbox, B checks and files every
 document, B's gateway answers with 0403/0402, and A correlates those receipts. The run
 passes only if every document arrives bit-identical (SHA-256) and every expected
@@ -36,7 +40,7 @@ from adapters.xdomea.validation import check_message
 from contracts.journal import DeliveryState
 from contracts.processes import ProcessState
 from contracts.xdomea import Kontakt, Nachricht, Schriftgutobjekt, Severity
-from gateway import demo_data, demo_dms
+from gateway import demo_abgabe, demo_data, demo_dms
 from gateway.app import WORKER
 from gateway.demo_gateways import Node, two_gateways, wait_for_files
 from gateway.demo_journals import DemoJournals, demo_journals
@@ -84,7 +88,7 @@ def run_demo(
     echo: Echo = print,
     journal: str | None = None,
     keep_journals: bool = False,
-    dms: str = "fs",
+    dms: str = "sims",
     dms_wsdl: Path | None = None,
 ) -> bool:
     """Run the Abgabe scenario in ``workdir``; return whether every check passed.
@@ -97,18 +101,24 @@ def run_demo(
         journal: ``sqlite:///PATH`` or ``postgresql://…`` from which both gateways'
             journals are derived (see ``demo_journals``); ``None``: SQLite in ``workdir``.
         keep_journals: leave derived journals in place at the end (else removed).
-        dms: Kommune B's DMS: ``"fs"`` its transfer folder, filed by the demo;
-            ``"sim"`` a ``dms`` destination (dmsin) on the simulator (``demo_dms``).
-        dms_wsdl: the dmsin WSDL file for ``"sim"`` (default: see ``demo_dms.find_wsdl``).
+        dms: ``"sims"``: A and B each have a dmsin simulator, the gateways talk mTLS
+            and A's operator starts the Abgabe from A's DMS (``demo_abgabe``; not with
+            ``container``). Otherwise A sends a container with ``send`` and B's DMS is
+            ``"fs"`` its transfer folder, filed by the demo, or ``"sim"`` a ``dms``
+            destination (dmsin) on the simulator (``demo_dms``).
+        dms_wsdl: the dmsin WSDL file for ``"sim"``/``"sims"`` (default: see
+            ``demo_dms.find_wsdl``).
 
     Raises:
-        ConfigError: ``dms="sim"`` and the dmsin WSDL cannot be found.
+        ConfigError: ``dms`` is ``"sim"`` or ``"sims"`` and the dmsin WSDL cannot be found.
         JournalUnavailable: the journal server cannot be reached.
         JournalError: the journal URL is unsupported or its journals cannot be created.
         SchemaNotInstalled: no xdomea schemas are installed.
     """
     # Found before anything starts, so a missing WSDL costs nothing but the message.
-    wsdl = demo_dms.find_wsdl(dms_wsdl) if dms == "sim" else None
+    wsdl = demo_dms.find_wsdl(dms_wsdl) if dms in ("sim", "sims") else None
+    if dms == "sims" and container is not None:
+        raise ValueError("a given container is sent with 'send': use dms 'fs' or 'sim'")
     return asyncio.run(
         _with_journals(
             workdir,
@@ -118,6 +128,7 @@ def run_demo(
             journal=journal,
             keep=keep_journals,
             dms_wsdl=wsdl,
+            both_dms=dms == "sims",
         )
     )
 
@@ -131,10 +142,14 @@ async def _with_journals(
     journal: str | None,
     keep: bool,
     dms_wsdl: Path | None,
+    both_dms: bool,
 ) -> bool:
     # The journals exist before anything else happens, so an unreachable server
     # fails the demo at once, and they are removed however the run ends.
     async with demo_journals(journal, keep=keep, echo=echo) as journals:
+        if both_dms:
+            assert dms_wsdl is not None
+            return await _run_dms_to_dms(workdir, version, echo, journals, dms_wsdl)
         return await _run(
             workdir,
             container=container,
@@ -143,6 +158,33 @@ async def _with_journals(
             journals=journals,
             dms_wsdl=dms_wsdl,
         )
+
+
+async def _run_dms_to_dms(
+    workdir: Path, version: str, echo: Echo, journals: DemoJournals, wsdl: Path
+) -> bool:
+    journey = Journey(echo)
+    _schemas(journey)
+    await demo_abgabe.run(
+        journey,
+        workdir,
+        wsdl=wsdl,
+        version=version,
+        journals=journals.urls,
+        describe={key: journals.describe(key) for key in ("a", "b")},
+    )
+    return _result(journey)
+
+
+def _schemas(journey: Journey) -> None:
+    installed = default_loader().installed_versions()
+    journey.step("1. Schemas")
+    if not installed:
+        raise SchemaNotInstalled(
+            "no xdomea schemas installed; run 'ikz-gateway schemas import DIR|ZIP' or "
+            "'ikz-gateway schemas fetch all' first"
+        )
+    journey.info(f"installed and verified: {', '.join(installed)}")
 
 
 async def _run(
@@ -155,14 +197,7 @@ async def _run(
     dms_wsdl: Path | None,
 ) -> bool:
     journey = Journey(echo)
-    installed = default_loader().installed_versions()
-    journey.step("1. Schemas")
-    if not installed:
-        raise SchemaNotInstalled(
-            "no xdomea schemas installed; run 'ikz-gateway schemas import DIR|ZIP' or "
-            "'ikz-gateway schemas fetch all' first"
-        )
-    journey.info(f"installed and verified: {', '.join(installed)}")
+    _schemas(journey)
 
     journey.step("2. Kommune A prepares the Abgabe")
     sent, originals = _prepare(journey, workdir / "kommune-a" / "outbox", container, version)

@@ -34,7 +34,9 @@ Hierarchy::
     └── DeliveryError                   a delivery attempt failed
         ├── TransientDeliveryError      retry with backoff
         └── PermanentDeliveryError      dead-letter at once
+            ├── DmsRefused              the DMS answered a refusal (status, Client/Sender fault)
             └── ObjectRefused           a DMS refused one document; the import goes on
+    AbgabeError                         ``abgabe start`` cannot start (exit code, HTTP status)
 
 ``IncompleteContainer`` is not ``UnusableInput``: the message could be read and the
 container is simply invalid, which ``validate`` reports with exit code 1.
@@ -216,6 +218,16 @@ class PermanentDeliveryError(DeliveryError):
     kind = "permanent-delivery-error"
 
 
+class DmsRefused(PermanentDeliveryError):
+    """The DMS understood a request and refused it (a business status, a Client fault).
+
+    Unlike a broken connection or configuration this is the DMS's verdict on what
+    was sent; for a document's content the dmsin port turns it into ``ObjectRefused``.
+    """
+
+    kind = "dms-refused"
+
+
 class ObjectRefused(PermanentDeliveryError):
     """The DMS refused one document of an import (its content, not the connection).
 
@@ -259,3 +271,18 @@ class IntakeRejected(GatewayError):
         self.kind = kind
         self.title = title
         self.findings = tuple(findings)
+
+
+class AbgabeError(GatewayError):
+    """An Abgabe cannot be started; nothing was journaled.
+
+    ``kind`` names the reason (``unknown-partner``, ``no-route``, ``no-dms``,
+    ``unknown-akte``, ``dms-unavailable``, ``export-refused``); ``exit_code`` is what
+    ``abgabe start`` exits with, ``status`` what ``POST /v1/abgaben`` answers.
+    """
+
+    def __init__(self, message: str, *, kind: str, exit_code: int, status: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.exit_code = exit_code
+        self.status = status

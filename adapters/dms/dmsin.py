@@ -7,7 +7,9 @@ Which call files what (``docs/dms-mapping.md`` has every field):
   (``referrednumber``) — dmsin has two container levels, deeper xdomea
   structure becomes Vorgänge in Vorgängen, and the xdomea kind is kept;
 * Dokument → ``CreateIncomingGI`` (Eingang) or ``CreateInternalGI``;
-* each primary document → ``CreateContentObjectGI`` in its Dokument.
+* each primary document → ``CreateContentObjectGI`` in its Dokument; a refusal
+  of it (a business status or a Client/Sender fault) is ``ObjectRefused``: the
+  import goes on and the 0402 reports that Dokument as not imported.
 
 Idempotency: every object is created with two Fachdaten (``userformsdata``) in
 the same call, so it never exists without them: the xdomea UUID (lower case) in
@@ -34,7 +36,7 @@ from adapters.dms.dmsin_client import DmsinClient
 from contracts.config import DmsinConfig
 from contracts.dms import DmsObjekt, Dokumenttyp, Inhalt, Objektdaten, Opener, Treffer
 from contracts.xdomea import SchriftgutobjektArt, uuid_key
-from gateway.errors import PermanentDeliveryError
+from gateway.errors import DmsRefused, ObjectRefused, PermanentDeliveryError
 
 _f = names.field
 #: A namespace for the stable UUIDs of objects made in the DMS without xdomea data.
@@ -128,17 +130,23 @@ class DmsinPort:
         """Upload one document as a content object, checked on the way and read back."""
         content = await asyncio.to_thread(_read_checked, open_source, dateiname, sha256, size)
         filename, extension = _split(dateiname)
-        response = await self.client.call(
-            "CreateContentObjectGI",
-            referrednumber=dokument,
-            giattachmenttype={
-                _f("filename"): filename,
-                _f("fileextension"): extension,
-                _f("filecontent"): content,
-                _f("contsize"): str(size),
-            },
-        )
-        del content
+        try:
+            response = await self.client.call(
+                "CreateContentObjectGI",
+                referrednumber=dokument,
+                giattachmenttype={
+                    _f("filename"): filename,
+                    _f("fileextension"): extension,
+                    _f("filecontent"): content,
+                    _f("contsize"): str(size),
+                },
+            )
+        except DmsRefused as exc:
+            # The DMS's verdict on this document (format, virus scan, size): the import
+            # files the rest and the 0402 reports this one, instead of a dead letter.
+            raise ObjectRefused(f"{dateiname}: {exc.message}") from exc
+        finally:
+            del content
         inhalt = Inhalt(adresse=str(response.objid), dateiname=dateiname, size=size)
         if self.config.verify_readback:
             digest = await self._digest(inhalt)

@@ -19,8 +19,9 @@ Error mapping (``DmsinError`` keeps the operation and a clear text):
 * connection refused/reset, timeouts, TLS failures, HTTP 408/429/5xx without a
   SOAP fault, unreadable answers, SOAP faults with code Server/Receiver, a
   ``status`` listed in ``transient_status`` → ``TransientDeliveryError``;
-* SOAP faults with code Client/Sender, other HTTP 4xx, requests zeep cannot
-  build from the WSDL, any other non-zero ``status`` → ``PermanentDeliveryError``.
+* SOAP faults with code Client/Sender and any other non-zero ``status`` (the DMS
+  refused what was sent) → ``DmsRefused``; other HTTP 4xx and requests zeep cannot
+  build from the WSDL (a configuration problem) → ``PermanentDeliveryError``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import zeep.exceptions
 from zeep.transports import Transport
 
 from contracts.config import DmsinConfig
-from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.errors import DmsRefused, PermanentDeliveryError, TransientDeliveryError
 
 log = structlog.get_logger(__name__)
 
@@ -206,7 +207,7 @@ class DmsinClient:
             text = f"the DMS refused {where}: status {status}: {_short(message)}"
             if status in self.config.transient_status:
                 raise TransientDeliveryError(text + " (configured as transient)")
-            raise PermanentDeliveryError(text)
+            raise DmsRefused(text)
         return response
 
 
@@ -261,7 +262,7 @@ def _fault(exc: zeep.exceptions.Fault, where: str) -> Exception:
     text = f"{where} answered a SOAP fault ({code or 'no code'}): {_short(exc.message)}"
     local = code.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
     if local in ("Client", "Sender"):
-        return PermanentDeliveryError(text)
+        return DmsRefused(text)
     return TransientDeliveryError(text)
 
 

@@ -49,8 +49,12 @@ async def export_0401(
     empfaenger: Kontakt,
     prozess_id: str | None = None,
     erstellungszeitpunkt: datetime | None = None,
+    empfangsbestaetigung: bool | None = None,
 ) -> Export:
     """Write the Akte or Vorgang at ``adresse`` as an Abgabe.Abgabe.0401 container.
+
+    ``empfangsbestaetigung`` asks the recipient for a 0403 on receipt; ``None``
+    (the builders' default) asks wherever the version's Kopf can.
 
     Raises:
         PermanentDeliveryError: no such object, or it is a Dokument (export an Akte or
@@ -74,6 +78,7 @@ async def export_0401(
         empfaenger=empfaenger,
         prozess_id=prozess_id,
         erstellungszeitpunkt=erstellungszeitpunkt,
+        empfangsbestaetigung=empfangsbestaetigung,
     )
     xml = await asyncio.to_thread(_with_originals, xml, knoten, version)
     with tempfile.TemporaryDirectory(prefix="ikz-dms-export-") as folder:

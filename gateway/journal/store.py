@@ -68,7 +68,9 @@ from contracts.journal import (
     NewMessage,
     ReceiptState,
     ReceiptTask,
+    ReceiptView,
 )
+from contracts.processes import AbgabeState, AbgabeView, CompletionState
 from gateway.errors import (
     IdempotencyConflict,
     JournalError,
@@ -77,7 +79,15 @@ from gateway.errors import (
     NotFound,
 )
 from gateway.journal.group_commit import GroupCommit
-from gateway.journal.tables import UTCDateTime, attempts, deliveries, events, messages, receipts
+from gateway.journal.tables import (
+    UTCDateTime,
+    abgaben,
+    attempts,
+    deliveries,
+    events,
+    messages,
+    receipts,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +95,7 @@ D = deliveries.c
 M = messages.c
 A = attempts.c
 R = receipts.c
+AB = abgaben.c
 
 T = TypeVar("T")
 Transaction = Callable[[Connection], T]
@@ -797,6 +808,178 @@ class Journal:
         )
         return {row.code: ReceiptState(row.state) for row in rows}
 
+    # ------------------------------------------------------------------ abgaben
+
+    async def abgabe_reserve(
+        self,
+        akte: str,
+        partner_id: str,
+        completion_action: str,
+        *,
+        now: datetime | None = None,
+    ) -> tuple[AbgabeView, bool]:
+        """The open (or starting) Abgabe of ``akte`` to the partner, or a new one ``starting``.
+
+        Returns:
+            The Abgabe, and whether this call created it (with a new ProzessID).
+        """
+        at = now or utcnow()
+        # Whole seconds: the ProzessID's export is rebuilt with this timestamp after a
+        # crash, and the xdomea Erstellungszeitpunkt carries no fractions.
+        at = at.replace(microsecond=0)
+        open_states = (AbgabeState.STARTING, AbgabeState.OPEN)
+        query = select(abgaben).where(
+            AB.akte == akte, AB.partner_id == partner_id, AB.state.in_(open_states)
+        )
+
+        def reserve(conn: Connection) -> tuple[AbgabeView, bool]:
+            row = conn.execute(query).first()
+            if row is not None:
+                return _abgabe_view(row), False
+            values = {
+                "id": str(uuid.uuid4()),
+                "akte": akte,
+                "partner_id": partner_id,
+                "prozess_id": str(uuid.uuid4()),
+                "message_id": None,
+                "state": AbgabeState.STARTING,
+                "completion_action": completion_action,
+                "created_at": at,
+                "updated_at": at,
+            }
+            conn.execute(insert(abgaben), values)
+            return _abgabe_view(
+                conn.execute(select(abgaben).where(AB.id == values["id"])).one()
+            ), True
+
+        try:
+            return await self._write(reserve)
+        except IntegrityError:
+            # A concurrent start of the same Akte to the same partner won the unique index.
+            row = await self._read(lambda conn: conn.execute(query).first())
+            if row is None:
+                raise
+            return _abgabe_view(row), False
+
+    async def abgabe_opened(
+        self, abgabe_id: str, message_id: str, *, now: datetime | None = None
+    ) -> None:
+        """Record that the Abgabe's 0401 is journaled: ``starting`` → ``open`` (repeats: no-op)."""
+        at = now or utcnow()
+        await self._write(
+            lambda conn: conn.execute(
+                update(abgaben)
+                .where(AB.id == abgabe_id, AB.state == AbgabeState.STARTING)
+                .values(state=AbgabeState.OPEN, message_id=message_id, updated_at=at)
+            )
+        )
+
+    async def abgabe_abandon(self, abgabe_id: str) -> None:
+        """Remove a ``starting`` Abgabe whose export or intake failed: nothing is left of it."""
+        await self._write(
+            lambda conn: conn.execute(
+                abgaben.delete().where(AB.id == abgabe_id, AB.state == AbgabeState.STARTING)
+            )
+        )
+
+    async def abgaben_open(self, *, limit: int = 100) -> list[AbgabeView]:
+        """Open Abgaben (0401 journaled, completion not yet decided), oldest first."""
+        query = (
+            select(abgaben)
+            .where(AB.state == AbgabeState.OPEN)
+            .order_by(AB.created_at, AB.id)
+            .limit(limit)
+        )
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [_abgabe_view(row) for row in rows]
+
+    async def abgabe_finish(
+        self,
+        abgabe: AbgabeView,
+        state: AbgabeState,
+        completion: CompletionState,
+        detail: str,
+        *,
+        now: datetime | None = None,
+    ) -> bool:
+        """Close an open Abgabe with its completion outcome (guarded; an event row).
+
+        Returns:
+            Whether this call closed it (``False``: another process did first).
+        """
+        if state not in (AbgabeState.COMPLETED, AbgabeState.PARTIALLY_IMPORTED):
+            raise ValueError(
+                f"an Abgabe is finished as completed or partially imported, not {state}"
+            )
+        at = now or utcnow()
+
+        def finish(conn: Connection) -> bool:
+            result = conn.execute(
+                update(abgaben)
+                .where(AB.id == abgabe.id, AB.state == AbgabeState.OPEN)
+                .values(
+                    state=state,
+                    completion_state=completion,
+                    completion_detail=detail,
+                    completed_at=at,
+                    updated_at=at,
+                )
+            )
+            if result.rowcount == 0:
+                return False
+            if abgabe.message_id is not None:
+                conn.execute(
+                    insert(events),
+                    _event_row(
+                        at,
+                        abgabe.message_id,
+                        None,
+                        f"abgabe_{state.value}",
+                        completion=completion.value,
+                        detail=detail,
+                    ),
+                )
+            return True
+
+        return await self._write(finish)
+
+    async def abgabe_for_process(self, prozess_id: str) -> AbgabeView | None:
+        """The Abgabe started under this ProzessID, if it was started here."""
+        query = select(abgaben).where(func.lower(AB.prozess_id) == prozess_id.lower())
+        row = await self._read(lambda conn: conn.execute(query).first())
+        return _abgabe_view(row) if row is not None else None
+
+    async def receipts_owed(
+        self, message_ids: Collection[str], *, timeout: timedelta, now: datetime | None = None
+    ) -> list[ReceiptView]:
+        """The receipts owed for these messages, oldest first, flagged when overdue.
+
+        Args:
+            timeout: how long a receipt may stay waiting or pending before it is overdue.
+        """
+        if not message_ids:
+            return []
+        at = now or utcnow()
+        query = (
+            select(receipts).where(R.message_id.in_(list(message_ids))).order_by(R.created_at, R.id)
+        )
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        owed = (ReceiptState.WAITING, ReceiptState.PENDING)
+        return [
+            ReceiptView(
+                message_id=row.message_id,
+                code=row.code,
+                state=ReceiptState(row.state),
+                attempts=row.attempts,
+                created_at=row.created_at,
+                next_attempt_at=row.next_attempt_at,
+                last_error=row.last_error,
+                receipt_message_id=row.receipt_message_id,
+                overdue=row.state in owed and at - row.created_at > timeout,
+            )
+            for row in rows
+        ]
+
     async def replay(self, message_id: str, *, now: datetime | None = None) -> int:
         """Put a message's dead-lettered deliveries back in the queue with a fresh budget.
 
@@ -1130,6 +1313,22 @@ def _state_condition(state: MessageState) -> Any:
     if state is MessageState.DELIVERED:
         return and_(~dead, ~open_)
     return and_(~dead, open_)
+
+
+def _abgabe_view(row: Row[Any]) -> AbgabeView:
+    return AbgabeView(
+        id=row.id,
+        akte=row.akte,
+        partner_id=row.partner_id,
+        prozess_id=row.prozess_id,
+        message_id=row.message_id,
+        state=AbgabeState(row.state),
+        completion_action=row.completion_action,
+        completion_state=CompletionState(row.completion_state) if row.completion_state else None,
+        completion_detail=row.completion_detail,
+        completed_at=row.completed_at,
+        created_at=row.created_at,
+    )
 
 
 def _message_view(row: Row[Any], deliveries_: list[DeliveryView]) -> MessageView:

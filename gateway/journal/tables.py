@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -150,4 +151,34 @@ receipts = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("message_id", "code"),
     Index("ix_receipts_due", "state", "next_attempt_at"),
+)
+
+#: The Abgaben this node's operator started (``abgabe start``): which DMS object went
+#: to which partner under which ProzessID, and the completion action once the
+#: partner's 0402 arrived. At most one open Abgabe per Akte and partner (the partial
+#: unique index), so starting it again returns the open one.
+abgaben = Table(
+    "abgaben",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("akte", String(500), nullable=False),
+    Column("partner_id", String(100), nullable=False),
+    Column("prozess_id", String(100), nullable=False, unique=True),
+    Column("message_id", String(36), ForeignKey("messages.id")),
+    Column("state", String(20), nullable=False),
+    Column("completion_action", String(20), nullable=False),
+    Column("completion_state", String(20)),
+    Column("completion_detail", Text),
+    Column("completed_at", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_abgaben_state", "state"),
+    Index(
+        "uq_abgaben_open",
+        "akte",
+        "partner_id",
+        unique=True,
+        sqlite_where=literal_column("state IN ('starting', 'open')"),
+        postgresql_where=literal_column("state IN ('starting', 'open')"),
+    ),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +25,27 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("version", ["2.3.0", "3.1.0"])
-def test_demo_passes_and_proves_every_document_and_receipt(version: str, tmp_path: Path) -> None:
-    """The default demo exits 0 and reports each document's hash match and each receipt."""
+def test_demo_moves_an_akte_from_a_dms_to_b_dms_over_mutual_tls(
+    version: str, tmp_path: Path
+) -> None:
+    """The default demo: DMS to DMS over mTLS, timeline, identical documents, Akte marked."""
     result = run("demo", "--workdir", str(tmp_path), "--xdomea-version", version)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "scenario abgabe (--dms sims)" in result.stdout and "PASSED" in result.stdout
+    assert result.stdout.count("= sent") == 3
+    receipts = "0401, 0403, 0402" if version == "3.1.0" else "0401, 0402"
+    assert f"[ok  ] {receipts} in A's timeline" in result.stdout
+    assert "[ok  ] A's process is completed" in result.stdout
+    assert "[ok  ] Abgabevermerk on COO." in result.stdout
+    assert (tmp_path / "certs" / "ca.crt").is_file()
+    config = (tmp_path / "kommune-a" / "gateway.toml").read_text()
+    assert "[http.tls]" in config and 'on_completed = "mark-abgegeben"' in config
+
+
+def test_demo_with_dms_fs_sends_a_container_into_b_transfer_folder(tmp_path: Path) -> None:
+    """--dms fs: A sends a built container with send; B files every document from its folder."""
+    result = run("demo", "--dms", "fs", "--workdir", str(tmp_path))
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASSED" in result.stdout
@@ -34,6 +53,16 @@ def test_demo_passes_and_proves_every_document_and_receipt(version: str, tmp_pat
     assert "0402 reports every object imported" in result.stdout
     filed = sorted(p.name for p in (tmp_path / "kommune-b" / "dms").iterdir())
     assert len(filed) == 3
+
+
+def test_demo_refuses_a_container_with_dms_sims_and_exits_2(tmp_path: Path) -> None:
+    """--container with --dms sims is a usage error: a given container is sent with send."""
+    container = write_zip(tmp_path / "c.zip", [Entry(MESSAGE_NAME, b"<x/>")])
+
+    result = run("demo", "--container", str(container), "--dms", "sims")
+
+    assert result.returncode == 2
+    assert "--dms fs" in result.stdout + result.stderr
 
 
 def test_demo_with_a_given_container_uses_its_parties(tmp_path: Path) -> None:
@@ -82,10 +111,15 @@ def _drop(names: set[str]) -> None:
             )
 
 
+def _named(output: str, base: str) -> set[str]:
+    """The demo databases an output names (other runs on the server make their own)."""
+    return set(re.findall(rf"\b{re.escape(base)}_demo_[ab]_[0-9a-f]+\b", output))
+
+
 def test_demo_on_postgresql_passes_and_drops_its_databases() -> None:
     """With --journal postgresql://… both gateways journal in fresh databases, dropped at the end."""
     base = make_url(POSTGRES_ADMIN_URL).database
-    before = _demo_databases(base)
+    assert base is not None
 
     result = run("demo", "--journal", POSTGRES_ADMIN_URL)
 
@@ -93,23 +127,27 @@ def test_demo_on_postgresql_passes_and_drops_its_databases() -> None:
     assert "PASSED" in result.stdout
     assert result.stdout.count("journal postgresql://") == 2
     assert "demo databases dropped" in result.stdout
-    assert _demo_databases(base) == before
+    created = _named(result.stdout, base)
+    assert len(created) == 2 and not created & _demo_databases(base)
 
 
 def test_demo_with_workdir_keeps_its_postgresql_databases(tmp_path: Path) -> None:
     """With --workdir the databases stay, so the written gateway.toml files still work."""
     base = make_url(POSTGRES_ADMIN_URL).database
-    before = _demo_databases(base)
+    assert base is not None
+    kept: set[str] = set()
     try:
         result = run("demo", "--journal", POSTGRES_ADMIN_URL, "--workdir", str(tmp_path))
-        kept = _demo_databases(base) - before
+        # Only the databases this run names: other test runs share the server.
+        kept = _named(result.stdout, base)
 
         assert result.returncode == 0, result.stdout + result.stderr
-        assert len(kept) == 2 and "demo databases kept" in result.stdout
+        assert len(kept) == 2 and kept <= _demo_databases(base)
+        assert "demo databases kept" in result.stdout
         status = run("status", "--config", str(tmp_path / "kommune-b" / "gateway.toml"))
         assert status.returncode == 0 and "delivered" in status.stdout, status.stderr
     finally:
-        _drop(_demo_databases(base) - before)
+        _drop(kept)
 
 
 def test_demo_with_a_sqlite_journal_url_removes_the_derived_files(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ intake tests in ``tests/integration/test_intake.py`` run both journal backends).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -657,3 +658,37 @@ def test_the_openapi_file_documents_exactly_the_served_routes(
     }
 
     assert documented == served
+
+
+# ---------------------------------------------------------------------- receipts owed
+
+
+async def test_message_shows_the_receipts_this_gateway_owes_for_it(
+    client: Client, tmp_path: Path
+) -> None:
+    """A partner's 0401 lists its owed 0403 (pending) and 0402 (waiting for the import)."""
+    accepted = await (
+        await submit(client, container(tmp_path), content_type="application/zip")
+    ).json()
+
+    body = await (await read(client, f"/v1/messages/{accepted['id']}")).json()
+
+    owed = {r["code"]: (r["state"], r["overdue"]) for r in body["receipts"]}
+    assert owed == {"0403": ("pending", False), "0402": ("waiting", False)}
+
+
+async def test_receipt_owed_past_the_timeout_is_flagged_overdue(
+    config: GatewayConfig, journal: Journal, blobs: BlobStore, tmp_path: Path
+) -> None:
+    """B has no route back to A, so its receipts stay owed; past the timeout they are overdue."""
+    impatient = config.model_copy(
+        update={"processes": config.processes.model_copy(update={"receipt_timeout_seconds": 0.01})}
+    )
+    async with TestClient(TestServer(create_api(impatient, journal, blobs))) as client:
+        response = await submit(client, container(tmp_path), content_type="application/zip")
+        message_id = (await response.json())["id"]
+        await asyncio.sleep(0.05)  # past the timeout
+
+        body = await (await read(client, f"/v1/messages/{message_id}")).json()
+
+    assert {r["code"] for r in body["receipts"] if r["overdue"]} == {"0403", "0402"}

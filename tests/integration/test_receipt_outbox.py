@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from contracts.builders import ObjectResult
 from contracts.journal import ReceiptState
-from gateway.journal.store import Journal
+from gateway.journal.store import Journal, utcnow
 from tests.integration.test_journal import LEASE, claim_one, new_message
 
 OWED = {"0403": ReceiptState.PENDING, "0402": ReceiptState.WAITING}
@@ -64,6 +65,24 @@ async def test_a_receipt_is_recorded_produced_only_once(journal: Journal) -> Non
     assert await journal.receipt_done(task, ReceiptState.PRODUCED, receipt_message_id="r1")
     assert not await journal.receipt_done(task, ReceiptState.PRODUCED, receipt_message_id="r2")
     assert await journal.due_receipts() == []
+
+
+async def test_receipts_owed_past_the_timeout_are_flagged_and_produced_ones_are_not(
+    journal: Journal,
+) -> None:
+    """Owed receipts older than the timeout are overdue; a produced one never is."""
+    accepted = await journal.accept(new_message(), ["dms"], receipts=OWED)
+    [task] = [t for t in await journal.due_receipts() if t.code == "0403"]
+    await journal.receipt_done(task, ReceiptState.PRODUCED, receipt_message_id="r-1")
+    later = utcnow() + timedelta(hours=2)
+
+    owed = await journal.receipts_owed([accepted.message_id], timeout=timedelta(hours=1), now=later)
+
+    assert {(r.code, r.state, r.overdue) for r in owed} == {
+        ("0403", ReceiptState.PRODUCED, False),
+        ("0402", ReceiptState.WAITING, True),
+    }
+    assert [r.receipt_message_id for r in owed if r.code == "0403"] == ["r-1"]
 
 
 async def test_imports_completed_together_make_each_their_own_receipt_due(

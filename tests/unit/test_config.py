@@ -120,6 +120,49 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml")
 
 
+def test_own_dms_paths_are_resolved_against_the_config_folder(tmp_path: Path) -> None:
+    """``[dms]`` with a relative folder (filesystem) or WSDL file (dmsin) is made absolute."""
+    base = MINIMAL.format(digest=token_digest("s3cret"))
+
+    filesystem = load_config(
+        write(tmp_path, base + '\n[dms]\nbackend = "filesystem"\ndirectory = "akten"\n')
+    )
+    dmsin = load_config(
+        write(
+            tmp_path,
+            base
+            + '\n[dms]\nbackend = "dmsin"\n[dms.dmsin]\nwsdl = "wsdl/dmsin.wsdl"\nuserlogin = "svc"\n',
+        )
+    )
+
+    assert filesystem.dms is not None and filesystem.dms.directory == tmp_path / "akten"
+    assert dmsin.dms is not None and dmsin.dms.dmsin is not None
+    assert dmsin.dms.dmsin.wsdl == str(tmp_path / "wsdl" / "dmsin.wsdl")
+
+
+def test_mark_abgegeben_without_own_dms_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """on_completed = "mark-abgegeben" needs [dms]; the error says so."""
+    text = (
+        MINIMAL.format(digest=token_digest("s3cret"))
+        + '\n[processes]\non_completed = "mark-abgegeben"\n'
+    )
+
+    with pytest.raises(ConfigError, match=r"needs this node's DMS: add a \[dms\] table"):
+        load_config(write(tmp_path, text))
+
+
+def test_operator_token_needs_exactly_one_source(tmp_path: Path) -> None:
+    """[operator] takes token_sha256 or token_env, not both and not neither."""
+    text = MINIMAL.format(digest=token_digest("s3cret")) + (
+        f'\n[operator]\ntoken_sha256 = "{token_digest("op")}"\ntoken_env = "OP"\n'
+    )
+
+    with pytest.raises(
+        ConfigError, match="operator: give exactly one of token_sha256 or token_env"
+    ):
+        load_config(write(tmp_path, text))
+
+
 FVDATEN_AND_SOAP = """
 [destinations.fv]
 type = "fvdaten"

@@ -215,7 +215,7 @@ async def _answer(request: web.Request, data: bytes) -> web.StreamResponse:
             log.info("dms_sim_refused", reason=refused.message)
             return _fault_response(fallback, refused)
         sim.calls.append(call.operation)
-        before = sim.faults.strike(call.operation, "before")
+        before = sim.faults.strike(call.operation, "before", data)
         if before is not None:
             log.info("dms_sim_fault", operation=call.operation, kind=before.kind, when="before")
             if before.kind == "business":
@@ -227,7 +227,7 @@ async def _answer(request: web.Request, data: bytes) -> web.StreamResponse:
                 return await _inject(request, call.version, before)
             await asyncio.sleep(before.seconds)
         body = await asyncio.to_thread(sim.execute, call)
-        after = sim.faults.strike(call.operation, "after")
+        after = sim.faults.strike(call.operation, "after", data)
         if after is not None:
             log.info("dms_sim_fault", operation=call.operation, kind=after.kind, when="after")
             if after.kind != "latency":
@@ -256,6 +256,8 @@ async def _inject(
         return web.Response(status=500, text=f"Internal Server Error: {rule.message}\n")
     if rule.kind == "fault":
         return _fault_response(version, soap.SoapFault(rule.message, sender=False))
+    if rule.kind == "refuse":
+        return _fault_response(version, soap.SoapFault(rule.message, sender=True))
     # drop: close the connection with no answer at all.
     if request.transport is not None:
         request.transport.close()

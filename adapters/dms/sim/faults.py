@@ -9,8 +9,11 @@ A rule names an operation (or ``*``), a kind, and when it strikes:
 Kinds: ``latency`` (wait ``seconds``, then go on), ``http500`` (an HTTP 500 with a
 plain-text body, as a broken proxy gives), ``fault`` (a SOAP Receiver fault),
 ``business`` (a normal answer with ``status``/``errormessage``; only ``before``),
-``drop`` (close the connection without an answer). ``skip`` lets that many
-matching calls through first; ``times`` is how often the rule strikes.
+``refuse`` (a SOAP Sender/Client fault: the DMS refuses what was sent, e.g. a
+document its virus scanner or format check rejects; only ``before``), ``drop``
+(close the connection without an answer). ``match`` limits a rule to requests
+whose body contains that text (e.g. one document's file name). ``skip`` lets that
+many matching calls through first; ``times`` is how often the rule strikes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FaultKind = Literal["latency", "http500", "fault", "business", "drop"]
+FaultKind = Literal["latency", "http500", "fault", "business", "refuse", "drop"]
 
 
 class FaultRule(BaseModel):
@@ -36,11 +39,13 @@ class FaultRule(BaseModel):
     seconds: float = Field(default=0.0, ge=0, le=600)
     status: int = 99
     message: str = "simulated failure"
+    #: Strike only requests whose body contains this text (UTF-8); none = every request.
+    match: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _business_before(self) -> FaultRule:
-        if self.kind == "business" and self.when != "before":
-            raise ValueError("a business error answers instead of the operation: use when=before")
+        if self.kind in ("business", "refuse") and self.when != "before":
+            raise ValueError(f"a {self.kind} answer replaces the operation: use when=before")
         return self
 
 
@@ -66,11 +71,13 @@ class FaultPlan:
         with self._lock:
             return [r.model_copy() for r in self._rules]
 
-    def strike(self, operation: str, when: str) -> FaultRule | None:
-        """The rule that strikes this call at this point, if any (and count it)."""
+    def strike(self, operation: str, when: str, body: bytes = b"") -> FaultRule | None:
+        """The rule that strikes this call (request ``body``) at this point, if any (counted)."""
         with self._lock:
             for index, rule in enumerate(self._rules):
                 if rule.when != when or rule.operation not in (operation, "*"):
+                    continue
+                if rule.match is not None and rule.match.encode() not in body:
                     continue
                 if rule.skip > 0:
                     self._rules[index] = rule.model_copy(update={"skip": rule.skip - 1})
