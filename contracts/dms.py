@@ -19,7 +19,7 @@ Methods raise ``gateway.errors.TransientDeliveryError`` (retry) or
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Protocol
@@ -135,6 +135,22 @@ class DmsPort(Protocol):
 
     async def read_content(self, inhalt: Inhalt, target: Path) -> str:
         """Write a content object's bytes to ``target``; their SHA-256 (hex)."""
+        ...
+
+    async def mark(self, adresse: str, field: str, value: str) -> None:
+        """Set the Fachdatum ``field`` of an object to ``value`` (idempotent).
+
+        Raises:
+            PermanentDeliveryError: no object at that address.
+        """
+        ...
+
+    async def set_disposal_date(self, adresse: str, when: datetime) -> None:
+        """Set an object's scheduled disposal date (Aussonderungsdatum; idempotent).
+
+        Raises:
+            PermanentDeliveryError: no object at that address.
+        """
         ...
 
     async def close(self) -> None:

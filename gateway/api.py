@@ -441,6 +441,7 @@ async def get_process(request: web.Request) -> web.Response:
     if not views:
         raise ApiProblem(404, "not-found", "Not found", f"no message with ProzessID {prozess_id}")
     config = request.app[CONFIG]
+    records = await request.app[JOURNAL].aussonderung_records(prozess_id)
     # Derived from what this partner may see only, so it learns nothing more.
     status = await asyncio.to_thread(
         processes.derive,
@@ -450,6 +451,8 @@ async def get_process(request: web.Request) -> web.Response:
         blobs=request.app[BLOBS],
         timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
         now=utcnow(),
+        records=records,
+        archives=config.archives,
     )
     return _json(ProcessResponse(**dict(status), messages=tuple(views)))
 

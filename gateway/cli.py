@@ -20,7 +20,7 @@ import click
 from adapters.xdomea import files
 from adapters.xdomea.container import ContainerLimits
 from contracts.xdomea import Finding, Nachricht, Schriftgutobjekt
-from gateway import cli_certs, cli_dev, cli_dms, logs
+from gateway import cli_aussonderung, cli_certs, cli_dev, cli_dms, logs
 from gateway.errors import GatewayError
 from schemas import catalog
 from schemas.store import SchemaStore
@@ -709,12 +709,34 @@ def demo(
     sys.exit(0 if passed else 1)
 
 
+def _echo_aussonderung(details: Any) -> None:
+    """The Aussonderung part of ``process show``: objects, Bewertungen, results, actions."""
+    click.echo(f"  archive {details.archive} ({details.stages}-stage)")
+    for uuid, adresse in details.objekte.items():
+        bewertung = details.bewertungen.get(uuid.lower(), "-")
+        click.echo(f"  offered {uuid} (DMS {adresse})  Bewertung {bewertung}")
+    for outcome in details.ergebnisse:
+        result = "archived" if outcome.erfolgreich else "FAILED"
+        extra = f" Archivkennung {outcome.archivkennung}" if outcome.archivkennung else ""
+        reasons = f": {'; '.join(outcome.fehlermeldungen)}" if outcome.fehlermeldungen else ""
+        click.echo(f"  0506 {outcome.objekt}: {result}{extra}{reasons}")
+    for action in details.aktionen:
+        detail = f" ({action.detail})" if action.detail else ""
+        click.echo(
+            f"  DMS action {action.objekt}: {action.ergebnis}, {action.action}{detail} "
+            f"at {action.at.isoformat()}"
+        )
+    for problem in details.probleme:
+        click.echo(f"  problem: {problem}")
+
+
 # --------------------------------------------------------------------------- dev
 
 # Each dev tool lives in its own module and registers in the ``dev`` group.
 cli_dev.dev.add_command(cli_certs.make_certs)
 cli.add_command(cli_dev.dev)
 cli.add_command(cli_dms.dms)
+cli.add_command(cli_aussonderung.aussonderung)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -771,7 +793,11 @@ def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
     from gateway.journal.store import utcnow
 
     config = load_config(config_path)
-    views = _with_journal(config_path, lambda j: j.process(prozess_id))
+
+    async def read(journal: Any) -> Any:
+        return await journal.process(prozess_id), await journal.aussonderung_records(prozess_id)
+
+    views, records = _with_journal(config_path, read)
     if not views:
         raise NotFound(f"no message with ProzessID {prozess_id} in this gateway's journal")
     blobs = BlobStore(config.storage.blobs)
@@ -783,6 +809,8 @@ def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
             blobs=blobs,
             timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
             now=utcnow(),
+            records=records,
+            archives=config.archives,
         )
     finally:
         blobs.close()
@@ -794,7 +822,10 @@ def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
     if status.sent_at is not None:
         click.echo(f"  sent at {status.sent_at.isoformat()}")
     if status.due_by is not None:
-        click.echo(f"  receipts due by {status.due_by.isoformat()}")
+        what = "archive's answer" if status.aussonderung is not None else "receipts"
+        click.echo(f"  {what} due by {status.due_by.isoformat()}")
+    if status.aussonderung is not None:
+        _echo_aussonderung(status.aussonderung)
     for failure in status.failures:
         where = failure.objekt or "(whole message)"
         click.echo(f"  not imported: {where}: {'; '.join(failure.fehlermeldungen)}")

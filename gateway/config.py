@@ -128,6 +128,8 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
             "http": http,
             "destinations": destinations,
             "dropfolders": dropfolders,
+            "dms": config.dms.resolved(base) if config.dms is not None else None,
+            "archives": {name: a.resolved(base) for name, a in config.archives.items()},
         }
     )
 
@@ -157,4 +159,5 @@ def missing_secrets(config: GatewayConfig) -> list[str]:
     """Environment variables the configuration names but the environment lacks."""
     names: list[Any] = [p.token_env for p in config.partners if p.token_env]
     names += [getattr(d, "token_env", None) for d in config.destinations.values()]
+    names += [getattr(a.folder, "password_env", None) for a in config.archives.values()]
     return sorted({n for n in names if n and not os.environ.get(n)})

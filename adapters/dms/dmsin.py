@@ -215,6 +215,18 @@ class DmsinPort:
                 f"the gateway's JSON ({str(exc).splitlines()[0]}); someone edited it"
             ) from exc
 
+    # ------------------------------------------------------------------ after an Aussonderung
+
+    async def mark(self, adresse: str, field: str, value: str) -> None:
+        """Set one Fachdatum (``UpdateBusinessDataValueGI``)."""
+        await self.client.call(
+            "UpdateBusinessDataValueGI", objaddress=adresse, reference=field, value=value
+        )
+
+    async def set_disposal_date(self, adresse: str, when: datetime) -> None:
+        """Schedule the object's disposal (``SetDisposalScheduleDateGI``)."""
+        await self.client.call("SetDisposalScheduleDateGI", objaddress=adresse, offltscheduled=when)
+
     async def close(self) -> None:
         """Close the client's connections."""
         await self.client.close()

@@ -30,6 +30,7 @@ import os
 import secrets
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote
 
@@ -39,6 +40,8 @@ from gateway.durable import create_exclusive, file_sha256, fsync_dir
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
 _META = "objekt.json"
+#: Fachdaten set after the import (e.g. after an Aussonderung), beside the metadata.
+_FACHDATEN = "fachdaten.json"
 _INHALTE = "inhalte"
 _CHUNK = 1024 * 1024
 
@@ -77,6 +80,19 @@ class FilesystemDms:
         """Copy a document to ``target``; its SHA-256."""
         return await asyncio.to_thread(self._read_content, inhalt, target)
 
+    async def mark(self, adresse: str, field: str, value: str) -> None:
+        """Set a Fachdatum, kept in the object's ``fachdaten.json``."""
+        await asyncio.to_thread(self._set_fachdaten, adresse, {field: value})
+
+    async def set_disposal_date(self, adresse: str, when: datetime) -> None:
+        """Record the disposal date as the Fachdatum ``offltscheduled`` (as dmsin names it)."""
+        await asyncio.to_thread(self._set_fachdaten, adresse, {"offltscheduled": when.isoformat()})
+
+    def fachdaten(self, adresse: str) -> dict[str, str]:
+        """The Fachdaten set on an object (empty when none were set)."""
+        path = self._folder(adresse) / _FACHDATEN
+        return dict(json.loads(path.read_bytes())) if path.is_file() else {}
+
     async def close(self) -> None:
         """Nothing to release."""
 
@@ -99,6 +115,16 @@ class FilesystemDms:
                 f"the DMS folder {self.root} does not exist or is no folder; check that it "
                 "is mounted and configured as the destination's directory"
             )
+
+    def _set_fachdaten(self, adresse: str, values: dict[str, str]) -> None:
+        folder = self._folder(adresse)
+        if not (folder / _META).is_file():
+            raise PermanentDeliveryError(f"no object {adresse!r} in the filesystem DMS {self.root}")
+        merged = {**self.fachdaten(adresse), **values}
+        temp = folder / f".{_FACHDATEN}.{secrets.token_hex(4)}"
+        _write_synced(temp, json.dumps(merged, ensure_ascii=False, sort_keys=True).encode())
+        os.replace(temp, folder / _FACHDATEN)
+        fsync_dir(folder)
 
     def _find(self, parent: str | None, daten: Objektdaten) -> str | None:
         self._check_root()
