@@ -93,18 +93,20 @@ async def poll_ready(
     interval: float,
     settle_seconds: float,
     clock: Callable[[], float] = time.monotonic,
+    stable: StableFiles | None = None,
 ) -> AsyncIterator[FolderEntry]:
     """List ``sub_folder`` every ``interval`` seconds and yield each file once it is ready.
 
     A listing that fails transiently (server down, share not mounted) is logged and
     tried again at the next interval; the generator runs until it is closed or its
-    task cancelled.
+    task cancelled. Pass ``stable`` to ``forget`` a file whose processing failed,
+    so it is offered again once it settled anew.
 
     Raises:
         PermanentDeliveryError: the folder refuses access (credentials); polling on
             cannot help.
     """
-    stable = StableFiles(settle_seconds)
+    stable = stable if stable is not None else StableFiles(settle_seconds)
     while True:
         try:
             entries = await folder.list(sub_folder)
