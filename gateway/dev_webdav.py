@@ -13,6 +13,7 @@ password in memory.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +47,9 @@ def webdav_server(
     password: str = "geheim",
     mount: str = "/dav/archiv",
     port: int = 0,
+    certificate: Path | None = None,
+    private_key: Path | None = None,
+    client_ca: Path | None = None,
 ) -> Iterator[WebDavServer]:
     """Serve ``root`` over WebDAV on 127.0.0.1 while the block runs.
 
@@ -56,6 +60,9 @@ def webdav_server(
         mount: the collection's path on the server; not ``/`` by default, because
             real shares rarely are the server's root.
         port: TCP port; 0 picks a free one.
+        certificate: serve HTTPS with this certificate (PEM, with ``private_key``).
+        private_key: the certificate's key.
+        client_ca: require a client certificate that chains to this CA (HTTPS only).
 
     Raises:
         ValueError: ``root`` is not a folder or ``mount`` does not start with ``/``.
@@ -73,14 +80,17 @@ def webdav_server(
     logging.getLogger("wsgidav").setLevel(logging.WARNING)
     app = WsgiDAVApp(_config(root, mount, username, password))
     server = wsgi.Server((HOST, port), app, numthreads=8)
+    if certificate is not None:
+        server.ssl_adapter = _ssl_adapter(certificate, private_key, client_ca)
     server.prepare()
     bound: Any = server.bind_addr
     actual_port = int(bound[1])
     thread = threading.Thread(target=server.serve, name="webdav-server", daemon=True)
     thread.start()
     try:
+        scheme = "https" if certificate is not None else "http"
         yield WebDavServer(
-            url=f"http://{HOST}:{actual_port}{quote(mount)}/",
+            url=f"{scheme}://{HOST}:{actual_port}{quote(mount)}/",
             port=actual_port,
             mount=mount,
             username=username,
@@ -90,6 +100,22 @@ def webdav_server(
     finally:
         server.stop()
         thread.join(timeout=10)
+
+
+def _ssl_adapter(certificate: Path, private_key: Path | None, client_ca: Path | None) -> Any:
+    from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+    if private_key is None:
+        raise ValueError("an HTTPS WebDAV server needs the certificate's private key too")
+    adapter = BuiltinSSLAdapter(str(certificate), str(private_key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certificate, private_key)
+    if client_ca is not None:
+        context.load_verify_locations(cafile=client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    adapter.context = context
+    return adapter
 
 
 def _config(root: Path, mount: str, username: str, password: str) -> dict[str, Any]:

@@ -15,8 +15,10 @@ from aiohttp.test_utils import TestServer
 
 from adapters.transfer.folders import open_folder
 from adapters.transfer.webdav import WebDavTransferFolder
-from gateway.dev_webdav import WebDavServer
+from contracts.transfer import WebDavFolderConfig
+from gateway.dev_webdav import WebDavServer, webdav_server
 from gateway.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
+from tests.certs import CertAuthority
 from tests.transfer_support import KINDS, PASSWORD_ENV, Share, dav_server, share, webdav_config
 
 __all__ = ["dav_server"]
@@ -316,10 +318,66 @@ def test_webdav_url_must_be_http() -> None:
         WebDavTransferFolder(webdav_config_for_url("ftp://archiv.example/dav/"))
 
 
-def webdav_config_for_url(url: str, **changes: object) -> object:
+def webdav_config_for_url(url: str, **changes: object) -> WebDavFolderConfig:
     """A WebDAV configuration for any URL, user ``gateway``."""
-    from contracts.transfer import WebDavFolderConfig
-
     values: dict[str, object] = {"type": "webdav", "url": url, "username": "gateway"}
     values.update(changes)
     return WebDavFolderConfig.model_validate(values)
+
+
+async def test_webdav_over_https_with_a_client_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ca_file trusts the server, client_certificate and client_key are presented when asked for."""
+    ca = CertAuthority.create(tmp_path / "ca")
+    server_cert = ca.issue(tmp_path / "server", "archiv", server=True)
+    client_cert = ca.issue(tmp_path / "client", "kommune-a", client=True)
+    (tmp_path / "dav" / "in").mkdir(parents=True)
+    with webdav_server(
+        tmp_path / "dav",
+        certificate=server_cert.certificate,
+        private_key=server_cert.key,
+        client_ca=ca.certificate,
+    ) as server:
+        assert server.url.startswith("https://")
+        monkeypatch.setenv(PASSWORD_ENV, server.password)
+        folder = open_folder(
+            webdav_config_for_url(
+                server.url,
+                password_env=PASSWORD_ENV,
+                ca_file=ca.certificate,
+                client_certificate=client_cert.certificate,
+                client_key=client_cert.key,
+            )
+        )
+        try:
+            source, digest = _file(tmp_path, "a.zip", b"tls")
+            await folder.upload("in", "a.zip", source, digest)
+            assert [e.name for e in await folder.list("in")] == ["a.zip"]
+        finally:
+            await folder.close()
+
+
+async def test_webdav_server_certificate_not_trusted_is_permanent(tmp_path: Path) -> None:
+    """A server whose certificate does not chain to ca_file is refused; retrying cannot help."""
+    ca = CertAuthority.create(tmp_path / "ca")
+    other = CertAuthority.create(tmp_path / "other", "Other CA")
+    server_cert = other.issue(tmp_path / "server", "archiv", server=True)
+    (tmp_path / "dav").mkdir()
+    with webdav_server(
+        tmp_path / "dav", certificate=server_cert.certificate, private_key=server_cert.key
+    ) as server:
+        folder = open_folder(webdav_config_for_url(server.url, ca_file=ca.certificate))
+        try:
+            with pytest.raises(PermanentDeliveryError, match=r"does not trust.*ca_file"):
+                await folder.list("")
+        finally:
+            await folder.close()
+
+
+def test_webdav_tls_file_that_is_missing_is_a_config_error(tmp_path: Path) -> None:
+    """A ca_file that does not exist is reported when the folder is opened."""
+    with pytest.raises(ConfigError, match="ca_file"):
+        open_folder(
+            webdav_config_for_url("https://archiv.example/dav/", ca_file=tmp_path / "no.pem")
+        )
