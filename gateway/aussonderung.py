@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
@@ -45,7 +46,9 @@ from pydantic import BaseModel, ConfigDict
 from adapters.dms import mapping
 from adapters.dms.destination import build_port
 from adapters.dms.exporter import AussonderungExport, export_aussonderung
-from adapters.transfer.archive import answer_name, open_folder
+from adapters.transfer.archive import answer_name
+from adapters.transfer.folders import open_folder
+from adapters.transfer.polling import StableFiles
 from adapters.xdomea import builders, naming
 from adapters.xdomea.bewertung import read_bewertungen
 from adapters.xdomea.receipts import (
@@ -67,8 +70,10 @@ from gateway.errors import (
     AussonderungRefused,
     GatewayError,
     IntakeRejected,
+    JournalUnavailable,
     PermanentDeliveryError,
     ReceiptError,
+    TransientDeliveryError,
 )
 from gateway.intake import Intake, Submission
 from gateway.journal.store import Journal
@@ -720,12 +725,14 @@ def check_aussonderung(baeume: Sequence[mapping.Knoten], bewertungen: Mapping[st
 class ArchiveInbox:
     """Polls an archive's archive→agency folder and hands each complete answer to intake.
 
-    A file is read only once two listings ``settle_seconds`` apart show the same size,
-    time and ETag (the archive may not write atomically). It is journaled as sent by
-    ``archive.NAME`` (key: name and SHA-256, so a file seen again is the same
-    message) and then removed when ``remove_answers = "after-journal"``. A file
-    intake refuses (e.g. a 0502 that is not schema-valid) stays where it is, is
-    recorded for its process (``process show``) and not read again while unchanged.
+    A file is read once it is stable (``adapters.transfer.polling.StableFiles``:
+    unchanged across listings ``settle_seconds`` apart, no temporary name; the
+    archive may not write atomically). It is journaled as sent by ``archive.NAME``
+    (key: archive and SHA-256, so a file seen again is the same message) and then
+    removed when ``remove_answers = "after-journal"``. A file intake refuses (e.g. a
+    0502 that is not schema-valid) stays where it is, is recorded for its process
+    (``process show``) and is not read again until it changes; one that could not
+    be journaled for a transient reason is read again at the next poll.
     """
 
     def __init__(
@@ -736,7 +743,7 @@ class ArchiveInbox:
         journal: Journal,
         folder: TransferFolder | None = None,
         *,
-        clock: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """An inbox for archive ``name`` submitting through ``intake``."""
         self.name = name
@@ -745,45 +752,37 @@ class ArchiveInbox:
         self._intake = intake
         self._journal = journal
         self._partner = archive_partner(name, archive)
-        self._clock = clock or asyncio.get_running_loop().time
-        #: name → (listing, first time it was seen with that listing)
-        self._seen: dict[str, tuple[FolderEntry, float]] = {}
-        self._refused: set[tuple[str, int, str | None]] = set()
+        self._clock = clock
+        self._stable = StableFiles(archive.settle_seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; a failing poll is logged and tried again."""
-        while not stop.is_set():
-            try:
-                await self.poll_once()
-            except (GatewayError, OSError) as exc:
-                log.warning("archive_poll_failed", archive=self.name, error=str(exc))
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.archive.poll_interval_seconds)
-        await self.folder.close()
+        try:
+            while not stop.is_set():
+                try:
+                    await self.poll_once()
+                except (GatewayError, OSError) as exc:
+                    log.warning("archive_poll_failed", archive=self.name, error=str(exc))
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.archive.poll_interval_seconds)
+        finally:
+            await self.folder.close()
 
     async def poll_once(self) -> int:
-        """One pass over the folder; how many files were journaled."""
+        """One listing of the folder; how many files were journaled."""
         entries = await self.folder.list(self.archive.incoming)
-        now = self._clock()
-        listed = {e.name: e for e in entries}
-        for gone in set(self._seen) - set(listed):
-            del self._seen[gone]
         taken = 0
-        for entry in entries:
+        for entry in self._stable.observe(entries, self._clock()):
             if not entry.name.lower().endswith((".zip", ".xml")):
                 continue
-            previous = self._seen.get(entry.name)
-            if previous is None or previous[0] != entry:
-                self._seen[entry.name] = (entry, now)
-                if self.archive.settle_seconds > 0:
-                    continue
-                previous = self._seen[entry.name]
-            if now - previous[1] < self.archive.settle_seconds:
-                continue
-            if (entry.name, entry.size, _stamp(entry)) in self._refused:
-                continue
-            if await self._take(entry):
-                taken += 1
+            try:
+                if await self._take(entry):
+                    taken += 1
+            except (TransientDeliveryError, JournalUnavailable) as exc:
+                log.warning(
+                    "archive_answer_retry", archive=self.name, file=entry.name, error=str(exc)
+                )
+                self._stable.forget(entry.name)
         return taken
 
     async def _take(self, entry: FolderEntry) -> bool:
@@ -792,7 +791,6 @@ class ArchiveInbox:
             try:
                 sha256 = await self.folder.download(self.archive.incoming, entry.name, target)
             except FileNotFoundError:
-                self._seen.pop(entry.name, None)
                 return False
             data = await asyncio.to_thread(target.read_bytes)
         try:
@@ -817,11 +815,9 @@ class ArchiveInbox:
         )
         if self.archive.remove_answers == "after-journal":
             await self.folder.remove(self.archive.incoming, entry.name)
-        self._seen.pop(entry.name, None)
         return True
 
     async def _refuse(self, entry: FolderEntry, sha256: str, exc: IntakeRejected) -> None:
-        self._refused.add((entry.name, entry.size, _stamp(entry)))
         parsed = naming.parse_name(entry.name)
         prozess_id = parsed.prozess_id if parsed is not None else f"unknown:{entry.name}"
         detail = json.dumps(
@@ -837,7 +833,3 @@ class ArchiveInbox:
             reason=exc.kind,
             error=exc.message,
         )
-
-
-def _stamp(entry: FolderEntry) -> str | None:
-    return entry.etag or (entry.modified.isoformat() if entry.modified else None)

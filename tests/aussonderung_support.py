@@ -1,42 +1,40 @@
-"""Shared pieces of the Aussonderung tests: a gateway with an archive, the DMS, the archive's part.
+"""Shared pieces of the Aussonderung tests: a gateway with an archive, the DMS, the archive.
 
 The gateway is the real ``build_app`` served on 127.0.0.1 (workers, archive inbox
 and all); its DMS is the dmsin simulator, seeded by importing Akten through the
-real ``dms`` destination. ``ArchivePart`` plays the archive on the file level
-like x-man does: it reads the 0501/0503 ZIPs from the agency→archive folder
-(taking them away) and writes its answers, built with the project's builders,
-into the archive→agency folder under x-man's names.
+real ``dms`` destination. The archive is ``adapters.archive.sim`` (x-man on the
+file level) on a local folder or a WebDAV share (``gateway.dev_webdav``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestServer
 
-from adapters.xdomea import builders
-from adapters.xdomea.receipts import build_receipt
-from adapters.xdomea.validation import check_message
-from contracts.builders import AkteSpec, DokumentSpec, ObjectResult, VersionSpec, VorgangSpec
+from adapters.archive.sim import ArchiveSimConfig, ArchiveSimulator
+from adapters.transfer.folders import open_folder
+from contracts.builders import AkteSpec, DokumentSpec, VersionSpec, VorgangSpec
 from contracts.config import GatewayConfig
 from contracts.processes import ProcessStatus
-from contracts.xdomea import Nachricht
+from contracts.transfer import LocalFolderConfig, WebDavFolderConfig
 from gateway import processes
 from gateway.app import INTAKE, JOURNAL, build_app, local_sender
-from gateway.aussonderung import Started, kontakt, start
+from gateway.aussonderung import Started, start
 from gateway.blobs import BlobStore
+from gateway.dev_webdav import WebDavServer
 from gateway.journal.store import utcnow
 from tests.delivery_support import eventually, outbound
 from tests.dms_support import Sim, container, datei, dmsin_config, dmsin_destination, sha256
+from tests.transfer_support import webdav_config
 
 NODE = "060:0815"
 ARCHIVE = "LA:LATh"
@@ -87,18 +85,21 @@ async def seed_dms(sim: Sim, folder: Path, pdf: bytes, akten: Sequence[AkteSpec]
 
 
 def gateway_config(
-    folder: Path, sim: Sim, *, stages: int = 4, version: str = "3.0.0", **archive: Any
+    folder: Path,
+    sim: Sim,
+    share: Archive,
+    *,
+    stages: int = 4,
+    version: str = "3.0.0",
+    **archive: Any,
 ) -> GatewayConfig:
-    """A node with [dms] = the simulator and one archive on a local transfer folder."""
-    transfer = folder / "transfer"
-    (transfer / "to_archive").mkdir(parents=True, exist_ok=True)
-    (transfer / "from_archive").mkdir(parents=True, exist_ok=True)
+    """A node with [dms] = the simulator and one archive on ``share``'s transfer folder."""
     settings: dict[str, Any] = {
         "behoerdenkennung": ARCHIVE,
         "name": "Landesarchiv Thüringen",
         "xdomea_version": version,
         "stages": stages,
-        "folder": {"type": "local", "path": str(transfer)},
+        "folder": share.folder_config.model_dump(mode="json"),
         "poll_interval_seconds": 0.05,
         "settle_seconds": 0.0,
         "archived": {"action": "fachdatum", "field": "archiv", "value": "{archivkennung}"},
@@ -205,138 +206,74 @@ async def running_gateway(config: GatewayConfig) -> AsyncIterator[Gateway]:
 
 
 @dataclass
-class Received:
-    """One ZIP the archive took from its folder."""
+class Archive:
+    """The archive's side: the shared transfer folder and, when answering, the x-man simulator."""
 
-    name: str
-    nachricht: Nachricht
-    xml: bytes
-    documents: dict[str, bytes]
+    folder_config: LocalFolderConfig | WebDavFolderConfig
+    #: Where the share's files lie on this machine (the WebDAV server's disk for WebDAV).
+    root: Path
+    simulator: ArchiveSimulator | None = None
 
+    def received(self, prozess_id: str) -> list[str]:
+        """The codes the simulator took for the process, in order."""
+        assert self.simulator is not None
+        process = self.simulator.processes.get(prozess_id)
+        return list(process.received) if process is not None else []
 
-@dataclass
-class ArchivePart:
-    """The archive on the file level, answering as x-man would (answers built with builders).
+    def archived_documents(self, prozess_id: str) -> dict[str, str]:
+        """SHA-256 (recomputed from the archive's copy) per primary document file name."""
+        assert self.simulator is not None
+        return {
+            doc.dateiname: sha256(self.simulator.document_path(doc.sha256).read_bytes())
+            for doc in self.simulator.processes[prozess_id].archived
+        }
 
-    ``bewerte`` gives the Aussonderungsart per offered top-level UUID; ``ergebnisse``
-    the 0506 outcome per UUID (default: every object archived with a signature).
-    """
-
-    transfer: Path
-    bewerte: Callable[[str], str] = lambda _uuid: "A"
-    ergebnisse: Mapping[str, ObjectResult] = field(default_factory=dict)
-    received: list[Received] = field(default_factory=list)
-    answer: bool = True
-
-    @property
-    def inbox(self) -> Path:
-        """Where the gateway puts its messages."""
-        return self.transfer / "to_archive"
-
-    @property
-    def outbox(self) -> Path:
-        """Where the archive puts its answers."""
-        return self.transfer / "from_archive"
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Take and answer every message until ``stop`` is set."""
-        while not stop.is_set():
-            await asyncio.to_thread(self.step)
-            await asyncio.sleep(0.05)
-
-    def step(self) -> None:
-        """Read every complete ZIP in the inbox (taking it away) and answer it."""
-        for path in sorted(self.inbox.iterdir()):
-            if path.name.startswith(".") or not path.name.endswith(".zip"):
-                continue
-            received = _read_zip(path)
-            path.unlink()
-            self.received.append(received)
-            if self.answer:
-                self._answer(received)
-
-    def codes(self) -> list[str]:
-        """Nachrichtentyp codes of what the archive received, in order."""
-        return [r.nachricht.typ.code for r in self.received]
-
-    def _answer(self, received: Received) -> None:
-        checked = check_message(received.xml)
-        nachricht = received.nachricht
-        pid = nachricht.kopf.prozess_id
-        version = nachricht.version
-        if nachricht.typ.code == "0501":
-            self.write(
-                pid, "Aussonderung.AnbietungEmpfangBestaetigen.0504", _receipt(checked, "0504")
-            )
-            bewertungen = {o.uuid: self.bewerte(o.uuid) for o in nachricht.schriftgutobjekte}
-            self.write(
-                pid,
-                "Aussonderung.Bewertungsverzeichnis.0502",
-                builders.build_bewertungsverzeichnis_0502(
-                    version,
-                    bewertungen,
-                    absender=kontakt(ARCHIVE),
-                    empfaenger=kontakt(NODE),
-                    prozess_id=pid,
-                ),
-            )
-        elif nachricht.typ.code == "0503":
-            if builders.dialect(version).major >= 3:
-                self.write(
-                    pid,
-                    "Aussonderung.AussonderungEmpfangBestaetigen.0507",
-                    _receipt(checked, "0507"),
-                )
-            results = {
-                sgo.uuid: self.ergebnisse.get(sgo.uuid, ObjectResult.ok(f"ARCH-{sgo.uuid[:8]}"))
-                for sgo in nachricht.walk()
-            }
-            self.write(
-                pid,
-                "Aussonderung.AussonderungImportBestaetigen.0506",
-                build_receipt(checked, "0506", results=results),
-            )
-
-    def write(self, prozess_id: str, element: str, xml: bytes) -> Path:
-        """Publish an answer as ``<ProzessID>_<element>.zip`` (temp name, then rename)."""
+    def write_answer(self, prozess_id: str, element: str, xml: bytes) -> Path:
+        """Publish an answer by hand as ``<ProzessID>_<element>.zip`` (temp name, then rename)."""
         name = f"{prozess_id}_{element}"
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             archive.writestr(f"{name}.xml", xml)
-        temp = self.outbox / f".{uuid.uuid4().hex}.part"
+        temp = self.root / "from_archive" / f".{uuid.uuid4().hex}.part"
         temp.write_bytes(buffer.getvalue())
-        target = self.outbox / f"{name}.zip"
+        target = self.root / "from_archive" / f"{name}.zip"
         temp.rename(target)
         return target
 
 
-def _receipt(checked: Any, code: str) -> bytes:
-    return build_receipt(checked, code)
-
-
-def _read_zip(path: Path) -> Received:
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        xml_name = next(n for n in names if n.endswith(".xml") and "/" not in n and "_" in n)
-        xml = archive.read(xml_name)
-        nachricht = check_message(xml).read()
-        wanted = set(nachricht.dateinamen())
-        documents = {n: archive.read(n) for n in names if n in wanted}
-    return Received(name=path.name, nachricht=nachricht, xml=xml, documents=documents)
-
-
 @asynccontextmanager
-async def archive_running(part: ArchivePart) -> AsyncIterator[ArchivePart]:
-    """``part`` answering in the background."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(part.run(stop))
+async def archive(
+    kind: str,
+    tmp_path: Path,
+    server: WebDavServer | None,
+    *,
+    answering: bool = True,
+    **behaviour: Any,
+) -> AsyncIterator[Archive]:
+    """A transfer share of ``kind`` and, if ``answering``, the archive simulator on it."""
+    if kind == "local":
+        root = tmp_path / "transfer"
+        config: LocalFolderConfig | WebDavFolderConfig = LocalFolderConfig(type="local", path=root)
+    else:
+        assert server is not None
+        collection = f"aussonderung-{uuid.uuid4().hex[:8]}"
+        root = server.root / collection
+        config = webdav_config(server, collection)
+    (root / "to_archive").mkdir(parents=True)
+    (root / "from_archive").mkdir(parents=True)
+    shared = Archive(folder_config=config, root=root)
+    if not answering:
+        yield shared
+        return
+    folder = open_folder(config)
+    simulator = ArchiveSimulator(
+        folder,
+        ArchiveSimConfig(settle_seconds=0.0, poll_interval_seconds=0.05, **behaviour),
+        tmp_path / "archive-store",
+    )
+    shared.simulator = simulator
     try:
-        yield part
+        async with simulator.running():
+            yield shared
     finally:
-        stop.set()
-        await task
-
-
-def digests(documents: Mapping[str, bytes]) -> dict[str, str]:
-    """SHA-256 per file name."""
-    return {name: sha256(data) for name, data in documents.items()}
+        await folder.close()

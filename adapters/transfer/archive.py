@@ -21,36 +21,16 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from adapters.transfer.folders import open_folder
 from adapters.xdomea import naming
 from contracts.config import ArchiveConfig, ArchiveTransferDestination
 from contracts.delivery import Outbound
-from contracts.transfer import FolderConfig, LocalFolderConfig, TransferFolder
+from contracts.transfer import TransferFolder
 from contracts.xdomea import MessageType
-from gateway.errors import ConfigError, PermanentDeliveryError
+from gateway.errors import PermanentDeliveryError
 
 #: Entry time of wrapped messages: fixed, so the same message gives the same ZIP.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-
-
-def open_folder(config: FolderConfig) -> TransferFolder:
-    """The ``TransferFolder`` for a configured folder (local or WebDAV).
-
-    Raises:
-        ConfigError: a WebDAV folder, while this build has no WebDAV client.
-    """
-    if isinstance(config, LocalFolderConfig):
-        from adapters.transfer.local import LocalTransferFolder
-
-        return LocalTransferFolder(config)
-    try:
-        from adapters.transfer import webdav  # type: ignore[attr-defined,unused-ignore]
-    except ImportError as exc:
-        raise ConfigError(
-            f"transfer folder {config.url} is a WebDAV share, but this build has no WebDAV "
-            "client (adapters/transfer/webdav.py); use a local or mounted folder"
-        ) from exc
-    folder: TransferFolder = webdav.WebDavTransferFolder(config)
-    return folder
 
 
 def answer_name(prozess_id: str, typ: MessageType, like: str | None, style: str) -> str:
