@@ -141,17 +141,19 @@ class Gateway:
     config: GatewayConfig
     server: TestServer
 
-    async def start(self, adressen: Sequence[str]) -> Started:
-        """``aussonderung start`` through the running gateway's intake."""
+    async def start(
+        self, adressen: Sequence[str], *, archive_name: str = ARCHIVE_NAME, port: Any = None
+    ) -> Started:
+        """``aussonderung start`` through the running gateway's intake (DMS: ``[dms]``)."""
         from adapters.dms.destination import build_port
 
         assert self.config.dms is not None
-        port = build_port(self.config.dms.as_destination())
+        port = port or build_port(self.config.dms.as_destination())
         try:
             return await start(
                 self.config,
                 akten=adressen,
-                archive_name=ARCHIVE_NAME,
+                archive_name=archive_name,
                 port=port,
                 journal=self.server.app[JOURNAL],
                 intake=self.server.app[INTAKE],
@@ -179,6 +181,10 @@ class Gateway:
             )
         finally:
             blobs.close()
+
+    async def journaled(self) -> int:
+        """How many messages the journal holds."""
+        return len(await self.server.app[JOURNAL].list_messages())
 
     async def reaches(self, prozess_id: str, state: str, timeout: float = 30.0) -> ProcessStatus:
         """Wait until the process is in ``state``; its status then."""

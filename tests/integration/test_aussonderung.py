@@ -13,9 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from adapters.dms.dmsin import DmsinPort
 from adapters.xdomea import builders
+from gateway.app import JOURNAL
 from gateway.aussonderung import kontakt
 from gateway.dev_webdav import WebDavServer
+from gateway.errors import (
+    AussonderungRefused,
+    JournalUnavailable,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
 from tests.aussonderung_support import (
     ARCHIVE,
     NODE,
@@ -26,7 +34,7 @@ from tests.aussonderung_support import (
     seed_dms,
 )
 from tests.delivery_support import eventually
-from tests.dms_support import Sim, running_sim
+from tests.dms_support import Sim, dmsin_config, running_sim
 from tests.transfer_support import KINDS, dav_server
 
 __all__ = ["dav_server"]
@@ -233,3 +241,92 @@ def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return check()
 
     return wrapped
+
+
+async def test_a_crash_between_a_dms_action_and_its_record_neither_loses_nor_doubles_it(
+    tmp_path: Path, sim: Sim, pdf_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When recording the first DMS action fails, the 0506 is taken again and each action is recorded once."""
+    akte_ = akte("Akte")
+    seeded = await seed_dms(sim, tmp_path, pdf_bytes, [akte_])
+    async with archive("local", tmp_path, None) as share:
+        config = gateway_config(tmp_path, sim, share, stages=2)
+        async with running_gateway(config) as gateway:
+            journal = gateway.server.app[JOURNAL]
+            real = journal.record_aussonderung
+            failures: list[str] = []
+
+            async def crash_once(prozess_id: str, key: str, kind: str, detail: str) -> bool:
+                if key.startswith("action:") and not failures:
+                    failures.append(key)
+                    raise JournalUnavailable("journal database unavailable: simulated crash")
+                return await real(prozess_id, key, kind, detail)
+
+            monkeypatch.setattr(journal, "record_aussonderung", crash_once)
+            started = await gateway.start([seeded.adressen[akte_.uuid]])
+            status = await gateway.reaches(started.prozess_id, "completed")
+            calls = [c for c in (await sim.calls())["calls"] if "UpdateBusinessDataValue" in str(c)]
+    assert failures == [f"action:{akte_.uuid}"]
+    assert status.aussonderung is not None
+    assert [a.objekt for a in status.aussonderung.aktionen] == [akte_.uuid]
+    assert len(calls) == 2  # the action ran again after the failed record: idempotent set
+    assert (await _fachdaten(sim, seeded.adressen[akte_.uuid]))["archiv"].startswith("SIM-")
+
+
+async def test_start_refuses_an_unknown_archive_and_journals_nothing(
+    tmp_path: Path, sim: Sim, pdf_bytes: bytes
+) -> None:
+    """Naming an archive that is not configured is a clear error before anything is journaled."""
+    akte_ = akte("Akte")
+    seeded = await seed_dms(sim, tmp_path, pdf_bytes, [akte_])
+    async with (
+        archive("local", tmp_path, None, answering=False) as share,
+        running_gateway(gateway_config(tmp_path, sim, share)) as gateway,
+    ):
+        with pytest.raises(AussonderungRefused, match=r"no archive 'stadtarchiv'.*landesarchiv"):
+            await gateway.start([seeded.adressen[akte_.uuid]], archive_name="stadtarchiv")
+        assert await gateway.journaled() == 0
+
+
+async def test_start_refuses_an_unknown_akte_and_journals_nothing(
+    tmp_path: Path, sim: Sim, pdf_bytes: bytes
+) -> None:
+    """A DMS address that names no object is refused with the address; nothing is journaled."""
+    await seed_dms(sim, tmp_path, pdf_bytes, [akte("Akte")])
+    async with (
+        archive("local", tmp_path, None, answering=False) as share,
+        running_gateway(gateway_config(tmp_path, sim, share)) as gateway,
+    ):
+        with pytest.raises(PermanentDeliveryError, match=r"COO\.9\.9\.9"):
+            await gateway.start(["COO.9.9.9"])
+        assert await gateway.journaled() == 0
+
+
+async def test_start_with_the_dms_unreachable_is_transient_and_journals_nothing(
+    tmp_path: Path, sim: Sim, pdf_bytes: bytes
+) -> None:
+    """An unreachable DMS is reported as such (try again later); nothing is journaled."""
+    akte_ = akte("Akte")
+    seeded = await seed_dms(sim, tmp_path, pdf_bytes, [akte_])
+    async with (
+        archive("local", tmp_path, None, answering=False) as share,
+        running_gateway(gateway_config(tmp_path, sim, share)) as gateway,
+    ):
+        down = DmsinPort(dmsin_config(sim, endpoint="http://127.0.0.1:9/"))
+        with pytest.raises(TransientDeliveryError):
+            await gateway.start([seeded.adressen[akte_.uuid]], port=down)
+        assert await gateway.journaled() == 0
+
+
+async def test_start_refuses_akten_nested_deeper_than_the_archive_accepts(
+    tmp_path: Path, sim: Sim, pdf_bytes: bytes
+) -> None:
+    """An Akte > Vorgang > Dokument tree is refused by an archive with max_depth 2; nothing is journaled."""
+    akte_ = akte("Tief")
+    seeded = await seed_dms(sim, tmp_path, pdf_bytes, [akte_])
+    async with archive("local", tmp_path, None, answering=False) as share:
+        config = gateway_config(tmp_path, sim, share, max_depth=2)
+        async with running_gateway(config) as gateway:
+            with pytest.raises(AussonderungRefused, match=r"nested 3 levels.*at most 2"):
+                await gateway.start([seeded.adressen[akte_.uuid]])
+            assert await gateway.journaled() == 0
