@@ -610,10 +610,17 @@ def _demo_journal_url(
 @cli.command()
 @click.option(
     "--scenario",
-    type=click.Choice(["abgabe"]),
+    type=click.Choice(["abgabe", "aussonderung"]),
     default="abgabe",
     show_default=True,
     help="Which end-to-end flow to run.",
+)
+@click.option(
+    "--stages",
+    type=click.Choice(["2", "4"]),
+    default="4",
+    show_default=True,
+    help="Aussonderung scenario: the archive's stage model.",
 )
 @click.option(
     "--container",
@@ -663,6 +670,7 @@ def _demo_journal_url(
 )
 def demo(
     scenario: str,
+    stages: str,
     container: Path | None,
     workdir: Path | None,
     xdomea_version: str,
@@ -681,6 +689,8 @@ def demo(
     from gateway.demo import run_demo
 
     click.echo(f"ikz-gateway demo: scenario {scenario}")
+    if scenario == "aussonderung":
+        _demo_aussonderung(workdir, int(stages), xdomea_version, dms_wsdl)
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
         # --workdir keeps everything, journals included: its gateway.toml files use them.
@@ -728,6 +738,30 @@ def _echo_aussonderung(details: Any) -> None:
         )
     for problem in details.probleme:
         click.echo(f"  problem: {problem}")
+
+
+def _demo_aussonderung(
+    workdir: Path | None, stages: int, xdomea_version: str, dms_wsdl: Path | None
+) -> None:
+    """``demo --scenario aussonderung``: exits 0 only when every check passed."""
+    import tempfile
+
+    from gateway.demo_aussonderung import run_aussonderung_demo
+
+    # The x-man default; 2.x Aussonderungen work as well (no 0507 then).
+    version = xdomea_version if xdomea_version != "3.1.0" else "3.0.0"
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        passed = run_aussonderung_demo(
+            workdir, stages=stages, version=version, echo=click.echo, dms_wsdl=dms_wsdl
+        )
+        click.echo(f"  files kept in {workdir}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="ikz-demo-") as tmp:
+            passed = run_aussonderung_demo(
+                Path(tmp), stages=stages, version=version, echo=click.echo, dms_wsdl=dms_wsdl
+            )
+    sys.exit(0 if passed else 1)
 
 
 # --------------------------------------------------------------------------- dev
