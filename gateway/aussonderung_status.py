@@ -111,6 +111,8 @@ def derive(
         state, waiting_since = ProcessState.RECEIVED, _delivered_at(uebergabe)
     elif uebergabe is not None:
         state, waiting_since = _outgoing(uebergabe, ProcessState.HANDED_OVER)
+        if state is ProcessState.ACCEPTED and bewertung is not None:
+            state = ProcessState.VALUED  # the 0503 is built, not yet in the archive's folder
     elif bewertung is not None:
         if bewertung.state is MessageState.DEAD:
             state = ProcessState.VALUATION_REFUSED

@@ -87,6 +87,34 @@ async def test_four_stage_hands_over_only_the_akte_valued_a_bit_identical(
     assert "offltscheduled" in await _fachdaten(sim, seeded.adressen[wertlos.uuid])
 
 
+@pytest.mark.parametrize("version", ["2.3.0", "2.4.0"])
+async def test_four_stage_completes_in_xdomea_2(
+    version: str, tmp_path: Path, sim: Sim, pdf_bytes: bytes
+) -> None:
+    """In 2.x (no 0507, one 0506 verdict for the whole message) the process completes as well."""
+    wertvoll = akte("Bauakte")
+    seeded = await seed_dms(sim, tmp_path, pdf_bytes, [wertvoll])
+    async with archive("local", tmp_path, None) as share:
+        config = gateway_config(tmp_path, sim, share, version=version)
+        async with running_gateway(config) as gateway:
+            started = await gateway.start([seeded.adressen[wertvoll.uuid]])
+            status = await gateway.reaches(started.prozess_id, "completed")
+        assert share.received(started.prozess_id) == ["0501", "0505", "0503"]
+        assert share.archived_documents(started.prozess_id) == seeded.documents
+    assert status.aussonderung is not None
+    assert [(a.objekt, a.ergebnis) for a in status.aussonderung.aktionen] == [
+        (wertvoll.uuid, "archiviert")
+    ]
+    assert [e.nachrichtentyp for e in status.timeline] == [
+        "0501",
+        "0504",
+        "0502",
+        "0505",
+        "0503",
+        "0506",
+    ]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 async def test_two_stage_hands_over_every_akte_at_once_and_completes(
     kind: str, tmp_path: Path, sim: Sim, pdf_bytes: bytes, dav_server: WebDavServer
@@ -330,3 +358,23 @@ async def test_start_refuses_akten_nested_deeper_than_the_archive_accepts(
             with pytest.raises(AussonderungRefused, match=r"nested 3 levels.*at most 2"):
                 await gateway.start([seeded.adressen[akte_.uuid]])
             assert await gateway.journaled() == 0
+
+
+@pytest.mark.parametrize(("remove", "left"), [("after-journal", 0), ("never", 2)])
+async def test_answer_files_are_removed_after_the_journal_commit_unless_configured_not_to(
+    remove: str, left: int, tmp_path: Path, sim: Sim, pdf_bytes: bytes
+) -> None:
+    """remove_answers decides whether the archive's answer files stay in its folder."""
+    akte_ = akte("Akte")
+    seeded = await seed_dms(sim, tmp_path, pdf_bytes, [akte_])
+    async with archive("local", tmp_path, None) as share:
+        config = gateway_config(tmp_path, sim, share, stages=2, remove_answers=remove)
+        async with running_gateway(config) as gateway:
+            started = await gateway.start([seeded.adressen[akte_.uuid]])
+            await gateway.reaches(started.prozess_id, "completed")
+            await asyncio.sleep(0.3)  # later polls journal nothing twice
+            journaled = await gateway.journaled()
+        remaining = list((share.root / "from_archive").iterdir())
+    # 0503 (two-stage), 0507 and 0506; the 0506 and 0507 each journaled once.
+    assert journaled == 3
+    assert len(remaining) == left
