@@ -20,7 +20,7 @@ import click
 from adapters.xdomea import files
 from adapters.xdomea.container import ContainerLimits
 from contracts.xdomea import Finding, Nachricht, Schriftgutobjekt
-from gateway import cli_archive_sim, cli_certs, cli_dev, cli_dms, logs
+from gateway import cli_certs, cli_dev, cli_dms, logs
 from gateway.errors import GatewayError
 from schemas import catalog
 from schemas.store import SchemaStore
@@ -713,8 +713,6 @@ def demo(
 
 # Each dev tool lives in its own module and registers in the ``dev`` group.
 cli_dev.dev.add_command(cli_certs.make_certs)
-cli_dev.dev.add_command(cli_archive_sim.webdav_server)
-cli_dev.dev.add_command(cli_archive_sim.archive_sim)
 cli.add_command(cli_dev.dev)
 cli.add_command(cli_dms.dms)
 
