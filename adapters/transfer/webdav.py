@@ -174,6 +174,7 @@ class WebDavTransferFolder:
                 f"{source} has SHA-256 {actual}, expected {sha256}: the local copy is "
                 "damaged; restore it and replay the message"
             )
+        moved = False
         try:
             async with _Guard("upload", temp):
                 headers = {
@@ -191,14 +192,16 @@ class WebDavTransferFolder:
                     temp,
                     headers={"Destination": target, "Overwrite": "F"},
                 ) as response:
+                    moved = response.status in (201, 204)
                     if response.status == 412:
                         await self._require_same(target, size, sha256)
                         return
                     self._raise_for(response, "upload", target, expected=(201, 204))
         finally:
-            # After a successful MOVE the temp name is gone and this is a 404; after a
-            # failure it removes what the PUT left. Never let it hide the real error.
-            await self._delete_quietly(temp)
+            # Remove what a failed PUT or a refused MOVE left under the temporary name;
+            # never let that hide the real error.
+            if not moved:
+                await self._delete_quietly(temp)
 
     async def remove(self, folder: str, name: str) -> None:
         """Delete one file (``DELETE``); a file already gone is fine."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import zipfile
 from collections.abc import AsyncIterator, Mapping
@@ -397,4 +398,26 @@ async def test_the_agencys_0505_is_recorded(local: Share, tmp_path: Path) -> Non
     ).write_bytes(receipt)
     async with sim.running():
         await sim.wait_for(lambda s: s.processes[PROZESS].received == ["0501", "0505"], TIMEOUT)
+    assert sim.processes[PROZESS].sent_codes() == ["0504", "0502"]
+
+
+async def test_a_file_still_growing_under_its_final_name_is_not_read_until_it_rests(
+    shared: Share, tmp_path: Path
+) -> None:
+    """A writer appending to the final name is waited for; the finished file is answered."""
+    xml = _offer()
+    target = shared.root / "to_archive" / f"{PROZESS}_Aussonderung.Anbieteverzeichnis.0501.xml"
+    sim = _sim(shared, tmp_path, settle_seconds=1.5)
+    async with sim.running():
+        # Append a slice every 0.1 s: the file never rests for 1.5 s until it is complete.
+        step = len(xml) // 8 + 1
+        for offset in range(0, len(xml), step):
+            with target.open("ab") as sink:
+                sink.write(xml[offset : offset + step])
+            await asyncio.sleep(0.1)
+            assert sim.processes == {} and sim.rejected == []
+        await sim.wait_for(
+            lambda s: PROZESS in s.processes and len(s.processes[PROZESS].sent) == 2, TIMEOUT
+        )
+    assert sim.rejected == []
     assert sim.processes[PROZESS].sent_codes() == ["0504", "0502"]
