@@ -353,24 +353,56 @@ class DmsDestination(RetryConfig):
 
     def resolved(self, base: Path) -> DmsDestination:
         """A copy with every relative path (folder, WSDL file, TLS files) made absolute."""
+        return self.model_copy(update=_resolved_dms_paths(self.directory, self.dmsin, base))
 
-        def absolute(path: Path | None) -> Path | None:
-            return path if path is None or path.is_absolute() else base / path
 
-        update: dict[str, object] = {"directory": absolute(self.directory)}
-        if self.dmsin is not None:
-            wsdl = self.dmsin.wsdl
-            if not wsdl.startswith(("http://", "https://", "file://")):
-                wsdl = str(absolute(Path(wsdl)))
-            update["dmsin"] = self.dmsin.model_copy(
-                update={
-                    "wsdl": wsdl,
-                    "ca_file": absolute(self.dmsin.ca_file),
-                    "client_cert": absolute(self.dmsin.client_cert),
-                    "client_key": absolute(self.dmsin.client_key),
-                }
-            )
-        return self.model_copy(update=update)
+def _resolved_dms_paths(
+    directory: Path | None, dmsin: DmsinConfig | None, base: Path
+) -> dict[str, object]:
+    """The absolute ``directory`` and ``dmsin`` of a DMS backend's settings."""
+
+    def absolute(path: Path | None) -> Path | None:
+        return path if path is None or path.is_absolute() else base / path
+
+    update: dict[str, object] = {"directory": absolute(directory)}
+    if dmsin is not None:
+        wsdl = dmsin.wsdl
+        if not wsdl.startswith(("http://", "https://", "file://")):
+            wsdl = str(absolute(Path(wsdl)))
+        update["dmsin"] = dmsin.model_copy(
+            update={
+                "wsdl": wsdl,
+                "ca_file": absolute(dmsin.ca_file),
+                "client_cert": absolute(dmsin.client_cert),
+                "client_key": absolute(dmsin.client_key),
+            }
+        )
+    return update
+
+
+class NodeDmsConfig(_Strict):
+    """``[dms]``: this node's own DMS, the one ``abgabe start`` exports Akten from.
+
+    The backend settings are those of a ``type = "dms"`` destination (``backend``,
+    ``directory`` or a ``[dms.dmsin]`` table). The same DMS may also be a destination.
+    """
+
+    backend: Literal["filesystem", "dmsin"]
+    #: The filesystem DMS's root folder (backend "filesystem").
+    directory: Path | None = None
+    dmsin: DmsinConfig | None = None
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> NodeDmsConfig:
+        if self.backend == "filesystem" and self.directory is None:
+            raise ValueError('backend "filesystem" needs directory = "PATH"')
+        if self.backend == "dmsin" and self.dmsin is None:
+            raise ValueError('backend "dmsin" needs a [dms.dmsin] table with wsdl and userlogin')
+        return self
+
+    def resolved(self, base: Path) -> NodeDmsConfig:
+        """A copy with every relative path (folder, WSDL file, TLS files) made absolute."""
+        return self.model_copy(update=_resolved_dms_paths(self.directory, self.dmsin, base))
 
 
 class ArchiveTransferDestination(RetryConfig):
@@ -403,39 +435,6 @@ DestinationConfig = Annotated[
     | AussonderungDestination,
     Field(discriminator="type"),
 ]
-
-
-class NodeDmsConfig(_Strict):
-    """``[dms]``: this node's own DMS, the source of exports such as ``aussonderung start``.
-
-    The same backend settings as a ``type = "dms"`` destination.
-    """
-
-    backend: Literal["filesystem", "dmsin"]
-    #: The filesystem DMS's root folder (backend "filesystem").
-    directory: Path | None = None
-    dmsin: DmsinConfig | None = None
-
-    @model_validator(mode="after")
-    def _backend_settings(self) -> NodeDmsConfig:
-        if self.backend == "filesystem" and self.directory is None:
-            raise ValueError('backend "filesystem" needs directory = "PATH"')
-        if self.backend == "dmsin" and self.dmsin is None:
-            raise ValueError('backend "dmsin" needs a [dms.dmsin] table with wsdl and userlogin')
-        return self
-
-    def as_destination(self) -> DmsDestination:
-        """The same settings as a DMS destination (to build its port the same way)."""
-        return DmsDestination(
-            type="dms", backend=self.backend, directory=self.directory, dmsin=self.dmsin
-        )
-
-    def resolved(self, base: Path) -> NodeDmsConfig:
-        """A copy with every relative path made absolute against ``base``."""
-        destination = self.as_destination().resolved(base)
-        return self.model_copy(
-            update={"directory": destination.directory, "dmsin": destination.dmsin}
-        )
 
 
 class DmsActionConfig(_Strict):
@@ -589,12 +588,12 @@ class GatewayConfig(_Strict):
     http: HttpConfig = HttpConfig()
     worker: WorkerConfig = WorkerConfig()
     processes: ProcessesConfig = ProcessesConfig()
+    #: This node's own DMS, for ``abgabe start`` and the completion action.
+    dms: NodeDmsConfig | None = None
     partners: tuple[PartnerConfig, ...] = ()
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     routes: tuple[RouteConfig, ...] = ()
     dropfolders: tuple[DropFolderConfig, ...] = ()
-    #: This node's own DMS (the source of exports); none by default.
-    dms: NodeDmsConfig | None = None
     archives: dict[str, ArchiveConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -325,7 +325,7 @@ class AussonderungEngine:
         self._outbox = outbox
         if port is None:
             assert config.dms is not None  # the config validator guarantees it
-            port = build_port(config.dms.as_destination())
+            port = build_port(config.dms)
         self.port = port
 
     async def deliver(self, item: Outbound) -> None:

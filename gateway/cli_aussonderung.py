@@ -68,7 +68,7 @@ def start(akten: tuple[str, ...], archive: str, config_path: Path, prozess_id: s
     async def run() -> engine.Started:
         journal = Journal.from_url(config.storage.journal)
         blobs = BlobStore(config.storage.blobs)
-        port = build_port(dms_config.as_destination())
+        port = build_port(dms_config)
         try:
             await journal.upgrade()
             return await engine.start(

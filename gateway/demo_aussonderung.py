@@ -249,7 +249,7 @@ async def _gateway_run(
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         assert config.dms is not None
-        port = build_port(config.dms.as_destination())
+        port = build_port(config.dms)
         try:
             started = await start(
                 config,

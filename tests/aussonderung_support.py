@@ -148,7 +148,7 @@ class Gateway:
         from adapters.dms.destination import build_port
 
         assert self.config.dms is not None
-        port = port or build_port(self.config.dms.as_destination())
+        port = port or build_port(self.config.dms)
         try:
             return await start(
                 self.config,

@@ -26,7 +26,7 @@ from adapters.dms.plan import Plan, Ziel, plan_import
 from adapters.xdomea.container import Container, ContainerReport
 from adapters.xdomea.validation import check_message
 from contracts.builders import ObjectResult
-from contracts.config import DmsDestination
+from contracts.config import DmsDestination, NodeDmsConfig
 from contracts.delivery import DeliveryResult, Outbound
 from contracts.dms import DmsPort
 from gateway.errors import GatewayError, PermanentDeliveryError
@@ -36,7 +36,7 @@ log = structlog.get_logger(__name__)
 _CHUNK = 1024 * 1024
 
 
-def build_port(config: DmsDestination) -> DmsPort:
+def build_port(config: DmsDestination | NodeDmsConfig) -> DmsPort:
     """The configured backend (imported lazily: zeep is only needed for dmsin)."""
     if config.backend == "dmsin":
         from adapters.dms.dmsin import DmsinPort
