@@ -24,6 +24,7 @@ from gateway.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from gateway.intake import IntakeOutbox
 from tests.aussonderung_support import (
     ARCHIVE,
     NODE,
@@ -378,3 +379,32 @@ async def test_answer_files_are_removed_after_the_journal_commit_unless_configur
     # 0503 (two-stage), 0507 and 0506; the 0506 and 0507 each journaled once.
     assert journaled == 3
     assert len(remaining) == left
+
+
+async def test_a_0502_taken_again_after_a_failure_journals_its_0505_and_0503_once(
+    tmp_path: Path, sim: Sim, pdf_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answers are rebuilt byte for byte on redelivery, so intake keeps one 0505 and one 0503."""
+    akte_ = akte("Akte")
+    seeded = await seed_dms(sim, tmp_path, pdf_bytes, [akte_])
+    real = IntakeOutbox.submit
+    failed: list[str] = []
+
+    async def fail_first_0503(
+        self: IntakeOutbox, body: bytes, *, idempotency_key: str, file_name: str
+    ) -> str:
+        if idempotency_key.endswith(":0503") and not failed:
+            failed.append(idempotency_key)
+            raise JournalUnavailable("journal database unavailable: simulated outage")
+        return await real(self, body, idempotency_key=idempotency_key, file_name=file_name)
+
+    monkeypatch.setattr(IntakeOutbox, "submit", fail_first_0503)
+    async with archive("local", tmp_path, None) as share:
+        config = gateway_config(tmp_path, sim, share)
+        async with running_gateway(config) as gateway:
+            started = await gateway.start([seeded.adressen[akte_.uuid]])
+            status = await gateway.reaches(started.prozess_id, "completed")
+        assert share.received(started.prozess_id) == ["0501", "0505", "0503"]
+    assert len(failed) == 1
+    codes = [entry.nachrichtentyp for entry in status.timeline]
+    assert codes.count("0505") == 1 and codes.count("0503") == 1
