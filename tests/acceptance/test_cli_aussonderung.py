@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway.blobs import BlobStore
+from tests.aussonderung_support import akte
+from tests.delivery_support import outbound
+from tests.dms_support import container, filesystem_destination
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI in a fresh process."""
@@ -75,3 +80,84 @@ def test_start_with_an_unknown_archive_exits_2_and_names_the_configured_ones(
     assert result.returncode == 2
     assert "no archive 'stadtarchiv' is configured (archives: archiv)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+CONFIG = """
+[node]
+id = "kommune-a"
+behoerdenkennung = "060:0815"
+
+[storage]
+journal = "sqlite:///journal.db"
+blobs = "blobs"
+
+[dms]
+backend = "filesystem"
+directory = "dms"
+
+[archives.landesarchiv]
+behoerdenkennung = "LA:LATh"
+stages = {stages}
+folder = {{ type = "local", path = "transfer" }}
+
+[destinations.archiv]
+type = "archive"
+archive = "landesarchiv"
+
+[destinations.aussonderung]
+type = "aussonderung"
+
+[[routes]]
+empfaenger = "LA:LATh"
+destination = "archiv"
+
+[[routes]]
+empfaenger = "060:0815"
+nachrichtentyp = ["0502", "0504", "0506", "0507"]
+destination = "aussonderung"
+"""
+
+
+async def _seed_filesystem_dms(tmp_path: Path, pdf: bytes) -> str:
+    """An Akte filed into the filesystem DMS at ``tmp_path/dms``; its address."""
+
+    spec = akte("Akte")
+    behaelter = container(tmp_path / "seed", [spec], pdf)
+    destination = filesystem_destination(tmp_path / "dms")
+    blobs = BlobStore(tmp_path / "seed-blobs")
+    try:
+        item = await outbound(blobs, behaelter.data, prozess_id=behaelter.prozess_id)
+        ergebnis = await destination.import_message(item)
+    finally:
+        blobs.close()
+    return ergebnis.adressen[spec.uuid]
+
+
+@pytest.mark.parametrize(("stages", "code"), [("4", "0501"), ("2", "0503")])
+async def test_start_journals_the_offer_or_the_handover_for_serve_to_deliver(
+    stages: str, code: str, tmp_path: Path, pdf_bytes: bytes
+) -> None:
+    """aussonderung start exports the Akte, journals the 0501 (or 0503) and says how to follow it."""
+    adresse = await _seed_filesystem_dms(tmp_path, pdf_bytes)
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG.format(stages=stages), encoding="utf-8")
+
+    result = run(
+        "aussonderung",
+        "start",
+        "--akten",
+        adresse,
+        "--archive",
+        "landesarchiv",
+        "--config",
+        str(config),
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = re.search(r"Aussonderung ([0-9a-f-]{36}): 1 object\(s\)", result.stdout)
+    assert found is not None, result.stdout
+    assert f"({code})" in result.stdout
+    shown = run("process", "show", found.group(1), "--config", str(config))
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert f"process {found.group(1)}: accepted" in shown.stdout
+    assert f"(DMS {adresse})  Bewertung -" in shown.stdout
