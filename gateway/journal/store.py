@@ -912,8 +912,15 @@ class Journal:
                 from sqlalchemy.dialects.postgresql import insert as upsert
             else:
                 from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-            statement = upsert(aussonderung_records).values(row).on_conflict_do_nothing()
-            return bool(conn.execute(statement).rowcount)
+            statement = (
+                upsert(aussonderung_records)
+                .values(row)
+                .on_conflict_do_nothing()
+                .returning(aussonderung_records.c.id)
+            )
+            # RETURNING, not rowcount: the PostgreSQL driver reports no reliable rowcount
+            # for a skipped ON CONFLICT DO NOTHING.
+            return conn.execute(statement).first() is not None
 
         return await self._write(record)
 
