@@ -15,6 +15,7 @@ import pytest
 
 from adapters.dms.dmsin import DmsinPort
 from adapters.xdomea import builders
+from adapters.xdomea.naming import NamingStyle
 from gateway.app import JOURNAL
 from gateway.aussonderung import kontakt
 from gateway.dev_webdav import WebDavServer
@@ -408,3 +409,23 @@ async def test_a_0502_taken_again_after_a_failure_journals_its_0505_and_0503_onc
     assert len(failed) == 1
     codes = [entry.nachrichtentyp for entry in status.timeline]
     assert codes.count("0505") == 1 and codes.count("0503") == 1
+
+
+async def test_answers_follow_the_naming_the_archive_uses_for_its_own_files(
+    tmp_path: Path, sim: Sim, pdf_bytes: bytes
+) -> None:
+    """An archive writing short names gets the 0505 and 0503 in short names too."""
+    akte_ = akte("Akte")
+    seeded = await seed_dms(sim, tmp_path, pdf_bytes, [akte_])
+    async with archive(
+        "local", tmp_path, None, naming=NamingStyle.SHORT, remove_processed=False
+    ) as share:
+        config = gateway_config(tmp_path, sim, share)
+        async with running_gateway(config) as gateway:
+            started = await gateway.start([seeded.adressen[akte_.uuid]])
+            await gateway.reaches(started.prozess_id, "completed")
+        written = sorted(p.name for p in (share.root / "to_archive").iterdir())
+    pid = started.prozess_id
+    assert written == sorted(
+        [f"{pid}_Aussonderung.Anbieteverzeichnis.0501.zip", f"{pid}_0505.zip", f"{pid}_0503.zip"]
+    )
