@@ -393,15 +393,18 @@ class AussonderungEngine:
                 f"a 0502 for ProzessID {item.prozess_id}, whose 0501 is not in the journal"
             )
         offered = await self._read(angebot, lambda checked: checked.read())
-        bewertungen = await self._read(item, _bewertungen)
-        check_bewertungen(offered, bewertungen)
         erstellt = _whole_seconds(view.received_at)
-        eingang = await self._read(item, lambda checked: checked)
-        if "0505" in requested_receipts(eingang):
-            receipt = await self._read(
-                item,
-                lambda checked: build_receipt(checked, "0505", erstellungszeitpunkt=erstellt),
-            )
+
+        def read_0502(checked: CheckedMessage) -> tuple[dict[str, str], bytes | None]:
+            # The 0505 carries the 0502's own time: rebuilt after a crash, it is the same.
+            bewertungen = _bewertungen(checked)
+            check_bewertungen(offered, bewertungen)
+            if "0505" not in requested_receipts(checked):
+                return bewertungen, None
+            return bewertungen, build_receipt(checked, "0505", erstellungszeitpunkt=erstellt)
+
+        bewertungen, receipt = await self._read(item, read_0502)
+        if receipt is not None:
             await self._submit(receipt, item, "0505", view.file_name, archive)
         wertvoll = {
             uuid_key(top.uuid)
