@@ -107,16 +107,6 @@ class AussonderungExport:
     baeume: tuple[mapping.Knoten, ...]
 
 
-async def read_trees(port: DmsPort, adressen: list[str]) -> list[mapping.Knoten]:
-    """The trees of the objects at ``adressen`` as the DMS holds them (without contents).
-
-    Raises:
-        PermanentDeliveryError: no object at an address.
-        TransientDeliveryError: the DMS is unreachable or failing.
-    """
-    return [await _read_tree(port, adresse, {}) for adresse in adressen]
-
-
 async def export_aussonderung(
     port: DmsPort,
     adressen: list[str],
