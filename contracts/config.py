@@ -49,6 +49,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contracts.transfer import FolderConfig, LocalFolderConfig, WebDavFolderConfig
+
 _KENNUNG = re.compile(r"^[^:\s]+:[^:\s]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: A certificate fingerprint as tools print it: hex, optionally in colon-separated pairs.
@@ -381,7 +383,7 @@ def _resolved_dms_paths(
 
 
 class NodeDmsConfig(_Strict):
-    """``[dms]``: this node's own DMS, the one ``abgabe start`` exports Akten from.
+    """``[dms]``: this node's own DMS, the one ``abgabe``/``aussonderung start`` export from.
 
     The backend settings are those of a ``type = "dms"`` destination (``backend``,
     ``directory`` or a ``[dms.dmsin]`` table). The same DMS may also be a destination.
@@ -534,10 +536,129 @@ class SoapDestination(RetryConfig):
         return self.model_copy(update={"wsdl": wsdl, "ca_file": ca_file})
 
 
+class ArchiveTransferDestination(RetryConfig):
+    """Upload into an archive's transfer directory (``[archives.NAME]``, agency→archive folder).
+
+    Every message goes as a ZIP named in the archive's convention (x-man:
+    ``<ProzessID>_Aussonderung.<Name>.<Code>.zip``); a bare message is wrapped.
+    """
+
+    type: Literal["archive"]
+    #: The ``[archives.NAME]`` section whose folder receives the uploads.
+    archive: str
+
+
+class AussonderungDestination(RetryConfig):
+    """This node's Aussonderung engine: takes the archive's answers (0502, 0504, 0506, 0507).
+
+    It confirms a Bewertung with a 0505, hands the objects valued A over with a 0503
+    (exported from ``[dms]``) and runs each archive's DMS actions after the 0506.
+    """
+
+    type: Literal["aussonderung"]
+
+
 DestinationConfig = Annotated[
-    FilesystemDestination | HttpDestination | DmsDestination | FvdatenDestination | SoapDestination,
+    FilesystemDestination
+    | HttpDestination
+    | DmsDestination
+    | FvdatenDestination
+    | SoapDestination
+    | ArchiveTransferDestination
+    | AussonderungDestination,
     Field(discriminator="type"),
 ]
+
+
+class DmsActionConfig(_Strict):
+    """What the DMS does with an object after the Aussonderung (never a deletion).
+
+    * ``record``: nothing in the DMS; the gateway only records the outcome.
+    * ``disposal-date``: set the disposal date (dmsin ``SetDisposalScheduleDateGI``;
+      filesystem DMS: the Fachdatum ``offltscheduled``) to the date of the archive's
+      answer plus ``delay_days``.
+    * ``fachdatum``: set the Fachdatum ``field`` to ``value`` (dmsin:
+      ``UpdateUserFormsDataGI``, as for FVDaten and the Abgabevermerk; filesystem
+      DMS: ``fachdaten.json`` of the object).
+      ``{archivkennung}`` in ``value`` becomes the archive's signature.
+    """
+
+    action: Literal["record", "disposal-date", "fachdatum"] = "record"
+    field: str | None = None
+    value: str | None = None
+    delay_days: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _fachdatum(self) -> DmsActionConfig:
+        if self.action == "fachdatum" and (not self.field or self.value is None):
+            raise ValueError('action "fachdatum" needs field = "NAME" and value = "TEXT"')
+        if self.action != "fachdatum" and (self.field or self.value is not None):
+            raise ValueError('field and value only apply to action = "fachdatum"')
+        return self
+
+
+class ArchiveConfig(_Strict):
+    """``[archives.NAME]``: an archive this node hands its closed Akten to (Aussonderung).
+
+    The archive exchanges xdomea ZIPs with the gateway through a transfer directory
+    (a local folder or a WebDAV share), one sub-folder per direction. It is not a
+    ``[[partners]]`` entry: it never calls the HTTP API, so it has no token or
+    certificate; its answers enter intake as partner ``archive.NAME``.
+    """
+
+    behoerdenkennung: str
+    #: Name of the archive as written into the Kopf (Institution).
+    name: str | None = None
+    xdomea_version: Literal["2.3.0", "2.4.0", "3.0.0", "3.1.0"] = "3.0.0"
+    #: 4: Anbieteverzeichnis 0501 → Bewertung 0502 → Aussonderung 0503; 2: 0503 at once.
+    stages: Literal[2, 4] = 4
+    folder: FolderConfig
+    #: Sub-folder the gateway writes into (agency → archive).
+    outgoing: str = "to_archive"
+    #: Sub-folder the archive writes its answers into (archive → agency).
+    incoming: str = "from_archive"
+    naming: Literal["long", "numbered", "short"] = "long"
+    poll_interval_seconds: float = Field(default=30.0, gt=0)
+    #: An answer file must keep its size and time this long before it is read.
+    settle_seconds: float = Field(default=5.0, ge=0)
+    #: ``after-journal``: remove an answer file once it is journaled; ``never``: leave it.
+    remove_answers: Literal["after-journal", "never"] = "after-journal"
+    #: Deepest nesting of Schriftgutobjekte (Akte = 1) the archive accepts.
+    max_depth: int = Field(default=5, ge=1)
+    #: Waiting longer than this for the archive's next answer flags the process overdue.
+    answer_timeout_seconds: float = Field(default=30 * 24 * 3600.0, gt=0)
+    #: DMS action for each object the 0506 confirms as archived.
+    archived: DmsActionConfig = DmsActionConfig()
+    #: DMS action for each object the 0502 values V (vernichten), once the process ends.
+    vernichten: DmsActionConfig = DmsActionConfig()
+
+    _kennung = field_validator("behoerdenkennung")(_check_kennung)
+
+    @field_validator("outgoing", "incoming")
+    @classmethod
+    def _sub_folder(cls, value: str) -> str:
+        parts = value.split("/")
+        if any(p in (".", "..") or "\\" in p for p in parts):
+            raise ValueError(f"sub-folder {value!r} must not contain '.', '..' or '\\'")
+        return value.strip("/")
+
+    def resolved(self, base: Path) -> ArchiveConfig:
+        """A copy with the folder's relative paths made absolute against ``base``."""
+
+        def absolute(path: Path | None) -> Path | None:
+            return path if path is None or path.is_absolute() else base / path
+
+        folder: LocalFolderConfig | WebDavFolderConfig = self.folder
+        if isinstance(folder, LocalFolderConfig):
+            folder = folder.model_copy(update={"path": absolute(folder.path)})
+        else:
+            folder = folder.model_copy(
+                update={
+                    k: absolute(getattr(folder, k))
+                    for k in ("ca_file", "client_certificate", "client_key")
+                }
+            )
+        return self.model_copy(update={"folder": folder})
 
 
 class RouteConfig(_Strict):
@@ -634,7 +755,7 @@ class GatewayConfig(_Strict):
     http: HttpConfig = HttpConfig()
     worker: WorkerConfig = WorkerConfig()
     processes: ProcessesConfig = ProcessesConfig()
-    #: This node's own DMS, for ``abgabe start`` and the completion action.
+    #: This node's own DMS: ``abgabe start``, ``aussonderung start`` and their DMS actions.
     dms: NodeDmsConfig | None = None
     #: The operator's API credential (``POST /v1/abgaben``); none = only the CLI starts.
     operator: OperatorConfig | None = None
@@ -642,6 +763,7 @@ class GatewayConfig(_Strict):
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     routes: tuple[RouteConfig, ...] = ()
     dropfolders: tuple[DropFolderConfig, ...] = ()
+    archives: dict[str, ArchiveConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -670,7 +792,43 @@ class GatewayConfig(_Strict):
                     f"dropfolders[{index}] attributes files to partner {folder.partner!r}, "
                     f"which is not configured (partners: {', '.join(ids) or 'none'})"
                 )
+        self._check_archives()
         return self
+
+    def _check_archives(self) -> None:
+        """Archive destinations name a configured archive; the engine needs ``[dms]``."""
+        for name in self.archives:
+            _check_name(name)
+        for name, destination in self.destinations.items():
+            if isinstance(destination, ArchiveTransferDestination) and (
+                destination.archive not in self.archives
+            ):
+                known = ", ".join(sorted(self.archives)) or "none configured"
+                raise ValueError(
+                    f"destinations.{name} uploads to archive {destination.archive!r}, which is "
+                    f"not configured (archives: {known}); add an [archives.{destination.archive}] "
+                    "section"
+                )
+            if isinstance(destination, AussonderungDestination) and self.dms is None:
+                raise ValueError(
+                    f"destinations.{name} (type aussonderung) exports the Akten valued A from "
+                    "this node's DMS; add a [dms] section with its backend"
+                )
+        kennungen = {p.behoerdenkennung: p.id for p in self.partners}
+        for name, archive in self.archives.items():
+            if archive.behoerdenkennung in kennungen:
+                raise ValueError(
+                    f"archives.{name} has Behördenkennung {archive.behoerdenkennung}, which "
+                    f"partner {kennungen[archive.behoerdenkennung]} has too; an archive is not "
+                    "also a partner"
+                )
+
+    def archive_for(self, kennung: str) -> tuple[str, ArchiveConfig] | None:
+        """The archive (name and settings) with that Behördenkennung, if any."""
+        for name, archive in self.archives.items():
+            if archive.behoerdenkennung == kennung:
+                return name, archive
+        return None
 
     def _check_certificate_bindings(self) -> None:
         """Bound partners need a listener that asks for certificates; no binding is shared."""

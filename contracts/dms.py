@@ -193,6 +193,14 @@ class DmsPort(Protocol):
         """
         ...
 
+    async def set_disposal_date(self, adresse: str, when: datetime) -> None:
+        """Set an object's scheduled disposal date (Aussonderungsdatum; idempotent).
+
+        Raises:
+            PermanentDeliveryError: no object at that address.
+        """
+        ...
+
     async def close(self) -> None:
         """Release connections and other resources."""
         ...

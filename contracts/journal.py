@@ -185,3 +185,13 @@ class ReceiptTask(_Frozen):
     #: The answered message's Absender: whom the receipt goes to.
     absender: str
     results: dict[str, ObjectResult] = {}
+
+
+class AussonderungRecord(_Frozen):
+    """One fact the Aussonderung engine recorded for a process (``kind``, JSON ``detail``)."""
+
+    prozess_id: str
+    key: str
+    kind: str
+    detail: str
+    at: datetime

@@ -1,4 +1,4 @@
-"""Process tracking: the derived state of an Abgabe (``gateway.processes``)."""
+"""Process tracking: the derived state of an Abgabe or an Aussonderung (``gateway.processes``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from contracts.journal import MessageState, ReceiptView
 
 
 class ProcessState(StrEnum):
-    """Where an Abgabe (0401) this node sent stands."""
+    """Where an Abgabe (0401) or an Aussonderung (0501/0503) this node sent stands.
+
+    An Aussonderung uses ``accepted``, ``received`` (the 0507), ``completed`` (the
+    0506 confirms every object), ``undeliverable`` and the states below.
+    """
 
     ACCEPTED = "accepted"  # journaled, not yet delivered to the peer
     SENT = "sent"  # delivered to the peer gateway
@@ -20,6 +24,13 @@ class ProcessState(StrEnum):
     PARTIALLY_IMPORTED = "partially-imported"  # the 0402 reports failures
     UNDELIVERABLE = "undeliverable"  # the 0401 is a dead letter
     FOREIGN = "foreign"  # no 0401 of this node in the process (e.g. one it received)
+    OFFERED = "offered"  # the 0501 is in the archive's folder
+    OFFER_CONFIRMED = "offer-confirmed"  # the 0504 arrived
+    VALUED = "valued"  # the 0502 arrived (the 0505 and 0503 follow)
+    VALUATION_REFUSED = "valuation-refused"  # the 0502 does not fit the offer; not advanced
+    HANDED_OVER = "handed-over"  # the 0503 is in the archive's folder
+    PARTIALLY_ARCHIVED = "partially-archived"  # the 0506 reports failed objects
+    ENDED_WITHOUT_ARCHIVING = "ended-without-archiving"  # the 0502 values nothing A
 
 
 class _Frozen(BaseModel):
@@ -86,6 +97,42 @@ class AbgabeView(_Frozen):
     created_at: datetime
 
 
+class ObjectOutcome(_Frozen):
+    """What the 0506 says about one handed-over Schriftgutobjekt."""
+
+    objekt: str
+    erfolgreich: bool
+    archivkennung: str | None = None
+    fehlermeldungen: tuple[str, ...] = ()
+
+
+class DmsAction(_Frozen):
+    """A DMS action after the archive's answer, or why there was none."""
+
+    objekt: str
+    adresse: str | None
+    #: ``archiviert``, ``vernichten`` or ``nicht-archiviert`` (no action: the 0506 failed it).
+    ergebnis: str
+    action: str
+    detail: str | None = None
+    at: datetime
+
+
+class AussonderungDetails(_Frozen):
+    """What an Aussonderung process shows beyond its state."""
+
+    archive: str | None
+    stages: int | None
+    #: Offered top-level objects (UUID → DMS address).
+    objekte: dict[str, str] = {}
+    #: The archive's Aussonderungsart per valued object (UUID → A, B or V).
+    bewertungen: dict[str, str] = {}
+    ergebnisse: tuple[ObjectOutcome, ...] = ()
+    aktionen: tuple[DmsAction, ...] = ()
+    #: Answers that did not advance the process (refused files, dead-lettered answers).
+    probleme: tuple[str, ...] = ()
+
+
 class ProcessStatus(_Frozen):
     """The derived state of one process, with its timeline."""
 
@@ -101,3 +148,5 @@ class ProcessStatus(_Frozen):
     #: Receipts this gateway owes in the process (on the receiving side), with the
     #: overdue flag for one that cannot be produced.
     receipts: tuple[ReceiptView, ...] = ()
+    #: Set for an Aussonderung (0501/0503 to an archive).
+    aussonderung: AussonderungDetails | None = None

@@ -284,8 +284,9 @@ async def process_status(
     prozess_id: str,
     views: list[MessageView],
 ) -> ProcessStatus:
-    """The derived process state of ``views``, the Abgabe record (if started here) and
-    the receipts this gateway owes for them."""
+    """The derived process state of ``views``, the Abgabe record (if started here),
+    the receipts this gateway owes for them and, for an Aussonderung, its records."""
+    records = await journal.aussonderung_records(prozess_id)
     status = await asyncio.to_thread(
         processes.derive,
         prozess_id,
@@ -294,6 +295,8 @@ async def process_status(
         blobs=blobs,
         timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
         now=utcnow(),
+        records=records,
+        archives=config.archives,
     )
     abgabe = await journal.abgabe_for_process(prozess_id)
     owed = await journal.receipts_owed(

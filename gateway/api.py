@@ -521,6 +521,7 @@ async def get_process(request: web.Request) -> web.Response:
     if not views:
         raise ApiProblem(404, "not-found", "Not found", f"no message with ProzessID {prozess_id}")
     config = request.app[CONFIG]
+    # Derived from what this partner may see only, so it learns nothing more.
     status = await abgabe.process_status(config, journal, request.app[BLOBS], prozess_id, views)
     if not operator:
         status = status.model_copy(update={"abgabe": None})

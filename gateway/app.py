@@ -24,7 +24,7 @@ import structlog
 from aiohttp import web
 
 from adapters.dms.destination import build_port
-from contracts.config import GatewayConfig, PartnerConfig
+from contracts.config import ArchiveConfig, GatewayConfig, PartnerConfig
 from contracts.journal import Accepted
 from gateway import tls
 from gateway.abgabe import CompletionRunner, Started, check_startable
@@ -83,7 +83,9 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
             producer.notify()
 
     intake = Intake(config, journal, blobs, on_accepted=accepted, on_receipts_owed=receipts_owed)
-    destinations = build_destinations(config, IntakeOutbox(intake, local_sender(config)))
+    destinations = build_destinations(
+        config, IntakeOutbox(intake, local_sender(config)), journal=journal, blobs=blobs
+    )
     worker = Worker(config, journal, blobs, destinations, worker_id=worker_id(config))
     producer = ReceiptProducer(
         journal,
@@ -117,7 +119,24 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
     for folder in config.dropfolders:
         watcher = DropFolder(folder, config, intake)
         app.cleanup_ctx.append(_background(watcher.run, f"dropfolder:{folder.directory}"))
+    for name, archive in config.archives.items():
+        app.cleanup_ctx.append(_archive_inbox(name, archive, intake, journal))
     return app
+
+
+def _archive_inbox(
+    name: str, archive: ArchiveConfig, intake: Intake, journal: Journal
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Poll an archive's answers for the app's lifetime (the folder opens inside the loop)."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        from gateway.aussonderung import ArchiveInbox
+
+        inbox = ArchiveInbox(name, archive, intake, journal)
+        async for _ in _background(inbox.run, f"archive:{name}")(app):
+            yield
+
+    return context
 
 
 def _background(

@@ -20,7 +20,7 @@ import click
 from adapters.xdomea import files
 from adapters.xdomea.container import ContainerLimits
 from contracts.xdomea import Finding, Nachricht, Schriftgutobjekt
-from gateway import cli_abgabe, cli_certs, cli_dev, cli_dms, logs
+from gateway import cli_abgabe, cli_aussonderung, cli_certs, cli_dev, cli_dms, logs
 from gateway.errors import GatewayError
 from schemas import catalog
 from schemas.store import SchemaStore
@@ -643,10 +643,17 @@ def _demo_journal_url(
 @cli.command()
 @click.option(
     "--scenario",
-    type=click.Choice(["abgabe"]),
+    type=click.Choice(["abgabe", "aussonderung"]),
     default="abgabe",
     show_default=True,
     help="Which end-to-end flow to run.",
+)
+@click.option(
+    "--stages",
+    type=click.Choice(["2", "4"]),
+    default="4",
+    show_default=True,
+    help="Aussonderung scenario: the archive's stage model.",
 )
 @click.option(
     "--container",
@@ -697,6 +704,7 @@ def _demo_journal_url(
 )
 def demo(
     scenario: str,
+    stages: str,
     container: Path | None,
     workdir: Path | None,
     xdomea_version: str,
@@ -715,6 +723,9 @@ def demo(
 
     from gateway.demo import run_demo
 
+    if scenario == "aussonderung":
+        click.echo(f"ikz-gateway demo: scenario {scenario}")
+        _demo_aussonderung(workdir, int(stages), xdomea_version, dms_wsdl)
     if dms is None:
         dms = "fs" if container is not None else "sims"
         if dms == "sims" and dms_wsdl is None:
@@ -762,6 +773,51 @@ def demo(
     sys.exit(0 if passed else 1)
 
 
+def _echo_aussonderung(details: Any) -> None:
+    """The Aussonderung part of ``process show``: objects, Bewertungen, results, actions."""
+    click.echo(f"  archive {details.archive} ({details.stages}-stage)")
+    for uuid, adresse in details.objekte.items():
+        bewertung = details.bewertungen.get(uuid.lower(), "-")
+        click.echo(f"  offered {uuid} (DMS {adresse})  Bewertung {bewertung}")
+    for outcome in details.ergebnisse:
+        result = "archived" if outcome.erfolgreich else "FAILED"
+        extra = f" Archivkennung {outcome.archivkennung}" if outcome.archivkennung else ""
+        reasons = f": {'; '.join(outcome.fehlermeldungen)}" if outcome.fehlermeldungen else ""
+        click.echo(f"  0506 {outcome.objekt}: {result}{extra}{reasons}")
+    for action in details.aktionen:
+        detail = f" ({action.detail})" if action.detail else ""
+        click.echo(
+            f"  DMS action {action.objekt}: {action.ergebnis}, {action.action}{detail} "
+            f"at {action.at.isoformat()}"
+        )
+    for problem in details.probleme:
+        click.echo(f"  problem: {problem}")
+
+
+def _demo_aussonderung(
+    workdir: Path | None, stages: int, xdomea_version: str, dms_wsdl: Path | None
+) -> None:
+    """``demo --scenario aussonderung``: exits 0 only when every check passed."""
+    import tempfile
+
+    from gateway.demo_aussonderung import run_aussonderung_demo
+
+    # The x-man default; 2.x Aussonderungen work as well (no 0507 then).
+    version = xdomea_version if xdomea_version != "3.1.0" else "3.0.0"
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        passed = run_aussonderung_demo(
+            workdir, stages=stages, version=version, echo=click.echo, dms_wsdl=dms_wsdl
+        )
+        click.echo(f"  files kept in {workdir}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="ikz-demo-") as tmp:
+            passed = run_aussonderung_demo(
+                Path(tmp), stages=stages, version=version, echo=click.echo, dms_wsdl=dms_wsdl
+            )
+    sys.exit(0 if passed else 1)
+
+
 # --------------------------------------------------------------------------- dev
 
 # Each dev tool lives in its own module and registers in the ``dev`` group.
@@ -769,6 +825,7 @@ cli_dev.dev.add_command(cli_certs.make_certs)
 cli.add_command(cli_dev.dev)
 cli.add_command(cli_dms.dms)
 cli.add_command(cli_abgabe.abgabe)
+cli.add_command(cli_aussonderung.aussonderung)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -842,7 +899,8 @@ def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
     if status.sent_at is not None:
         click.echo(f"  sent at {status.sent_at.isoformat()}")
     if status.due_by is not None:
-        click.echo(f"  receipts due by {status.due_by.isoformat()}")
+        what = "archive's answer" if status.aussonderung is not None else "receipts"
+        click.echo(f"  {what} due by {status.due_by.isoformat()}")
     if status.abgabe is not None:
         abgabe = status.abgabe
         click.echo(f"  Abgabe of {abgabe.akte} to {abgabe.partner_id} ({abgabe.state.value})")
@@ -857,6 +915,8 @@ def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
     if status.receipts:
         click.echo("  receipts this gateway owes in the process:")
         _print_receipts(status.receipts)
+    if status.aussonderung is not None:
+        _echo_aussonderung(status.aussonderung)
     for failure in status.failures:
         where = failure.objekt or "(whole message)"
         click.echo(f"  not imported: {where}: {'; '.join(failure.fehlermeldungen)}")

@@ -1,6 +1,8 @@
 """``ikz-gateway dev …``: tools for developing and testing against partner systems.
 
-``dev dms-sim`` runs the dmsin DMS simulator (``adapters.dms.sim``) on loopback.
+``dev webdav-server`` and ``dev archive-sim`` live in ``gateway.cli_archive_sim``
+and are registered at the end of this module. ``dev dms-sim`` runs the dmsin DMS
+simulator (``adapters.dms.sim``) on loopback.
 It prints one line per fact (``url``, ``wsdl``, each ``aktenplan`` entry's address)
 so scripts can read them, then serves until interrupted.
 """
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import click
 from aiohttp import web
+
+from gateway import cli_archive_sim
 
 #: The simulator never listens beyond this machine.
 _HOST = "127.0.0.1"
@@ -91,3 +95,7 @@ async def _serve(app: web.Application, port: int) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+dev.add_command(cli_archive_sim.webdav_server)
+dev.add_command(cli_archive_sim.archive_sim)

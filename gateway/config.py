@@ -130,6 +130,7 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
             "http": http,
             "destinations": destinations,
             "dropfolders": dropfolders,
+            "archives": {name: a.resolved(base) for name, a in config.archives.items()},
         }
     )
 
@@ -161,6 +162,7 @@ def missing_secrets(config: GatewayConfig) -> list[str]:
     names += [getattr(d, "token_env", None) for d in config.destinations.values()]
     if config.operator is not None:
         names.append(config.operator.token_env)
+    names += [getattr(a.folder, "password_env", None) for a in config.archives.values()]
     return sorted({n for n in names if n and not os.environ.get(n)})
 
 

@@ -31,6 +31,7 @@ Hierarchy::
     ├── NotFound                        no such message, delivery or process
     ├── IdempotencyConflict             an Idempotency-Key reused for other content
     ├── IntakeRejected                  intake refused a submission (status, title, findings)
+    ├── AussonderungRefused             an Aussonderung fails a check before anything is sent
     └── DeliveryError                   a delivery attempt failed
         ├── TransientDeliveryError      retry with backoff
         └── PermanentDeliveryError      dead-letter at once
@@ -242,6 +243,12 @@ class IdempotencyConflict(GatewayError):
     """An Idempotency-Key the partner used before, now with different content."""
 
     kind = "idempotency-conflict"
+
+
+class AussonderungRefused(GatewayError):
+    """An Aussonderung step fails a check the archive would make (nothing is sent)."""
+
+    kind = "aussonderung-refused"
 
 
 class IntakeRejected(GatewayError):

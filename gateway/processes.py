@@ -1,4 +1,4 @@
-"""Process state of an Abgabe this node sent, derived from the journal.
+"""Process state of an Abgabe (or, in ``aussonderung_status``, an Aussonderung) this node sent.
 
 Nothing here is stored: the state follows from the messages of one ProzessID
 (``Journal.process``) and, for the 0402, from its bytes in the blob store::
@@ -13,12 +13,15 @@ receipt_timeout_seconds`` after the 0401 was delivered is ``overdue``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from datetime import datetime, timedelta
 
 from adapters.xdomea.receipts import read_import_results
-from contracts.journal import DeliveryState, MessageState, MessageView
+from contracts.config import ArchiveConfig
+from contracts.journal import AussonderungRecord, DeliveryState, MessageState, MessageView
 from contracts.processes import ObjectFailure, ProcessState, ProcessStatus, TimelineEntry
+from gateway import aussonderung_status
 from gateway.blobs import BlobStore
 from gateway.errors import GatewayError
 from gateway.receipts import read_message
@@ -32,8 +35,13 @@ def derive(
     blobs: BlobStore,
     timeout: timedelta,
     now: datetime,
+    records: Sequence[AussonderungRecord] = (),
+    archives: Mapping[str, ArchiveConfig] | None = None,
 ) -> ProcessStatus:
     """The state of the process of ``views`` (its messages, oldest first).
+
+    A process in which this node sent a 0501 or 0503 is an Aussonderung
+    (``gateway.aussonderung_status``); any other is tracked as an Abgabe.
 
     Args:
         own_kennung: this node's Behördenkennung: its own 0401 is the Abgabe tracked,
@@ -41,6 +49,8 @@ def derive(
         blobs: where the 0402's bytes are read from.
         timeout: how long after delivery the receipts may take.
         now: the time overdue is judged against.
+        records: the Aussonderung engine's records of the process.
+        archives: the configured archives (their answer deadlines).
     """
     timeline = tuple(
         TimelineEntry(
@@ -55,6 +65,17 @@ def derive(
         )
         for v in views
     )
+    if aussonderung_status.is_aussonderung(views, own_kennung):
+        return aussonderung_status.derive(
+            prozess_id,
+            views,
+            timeline,
+            own_kennung=own_kennung,
+            blobs=blobs,
+            records=records,
+            archives=archives or {},
+            now=now,
+        )
     abgabe = next(
         (v for v in views if v.nachrichtentyp == "0401" and v.absender == own_kennung), None
     )

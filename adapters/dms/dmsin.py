@@ -305,6 +305,12 @@ class DmsinPort:
             value=str(uuidlib.UUID(int=0)),
         )
 
+    # ------------------------------------------------------------------ after an Aussonderung
+
+    async def set_disposal_date(self, adresse: str, when: datetime) -> None:
+        """Schedule the object's disposal (``SetDisposalScheduleDateGI``)."""
+        await self.client.call("SetDisposalScheduleDateGI", objaddress=adresse, offltscheduled=when)
+
     async def close(self) -> None:
         """Close the client's connections."""
         await self.client.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,13 @@ from adapters.dms import mapping, restore
 from adapters.xdomea import builders
 from adapters.xdomea.container import write_container
 from adapters.xdomea.validation import check_message
-from contracts.builders import new_uuid, primaerdokument_name
+from contracts.builders import (
+    AkteSpec,
+    DokumentSpec,
+    VorgangSpec,
+    new_uuid,
+    primaerdokument_name,
+)
 from contracts.dms import DmsPort, Inhalt, Objektdaten
 from contracts.xdomea import ContainerEntry, Kontakt, SchriftgutobjektArt, uuid_key
 from gateway.errors import PermanentDeliveryError
@@ -90,6 +97,73 @@ async def export_0401(
         path, entries = await asyncio.to_thread(write_container, directory, xml, files)
     log.info("dms_export_done", dms=port.where, adresse=adresse, documents=len(files))
     return Export(path=path, entries=tuple(entries), prozess_id=prozess_id)
+
+
+@dataclass(frozen=True)
+class AussonderungExport:
+    """An Aussonderung message made from DMS objects.
+
+    ``path`` is the container (0503, with every primary document) or ``None`` for
+    a bare message (0501, metadata only), whose bytes are ``xml``.
+    """
+
+    xml: bytes
+    path: Path | None
+    baeume: tuple[mapping.Knoten, ...]
+
+
+async def export_aussonderung(
+    port: DmsPort,
+    adressen: list[str],
+    build: Callable[[list[AkteSpec | VorgangSpec | DokumentSpec]], bytes],
+    *,
+    version: str,
+    select: Callable[[mapping.Knoten], mapping.Knoten | None] = lambda knoten: knoten,
+    documents_into: Path | None = None,
+    file_name: str | None = None,
+) -> AussonderungExport:
+    """Build an Aussonderung message (0501 or 0503) from the objects at ``adressen``.
+
+    Args:
+        build: writes the message from the top-level specs (a builder with its Kopf).
+        select: what of each tree goes in (the 0503 takes only what is valued A);
+            ``None`` leaves the whole tree out.
+        documents_into: write a container with every primary document of the selected
+            objects into this folder (0503); ``None`` builds the bare message (0501).
+        file_name: the container's name (default: the long xdomea name).
+
+    Raises:
+        PermanentDeliveryError: no object at an address.
+        TransientDeliveryError: the DMS is unreachable or failing.
+        BuildError: the trees cannot be written in ``version``.
+    """
+    inhalte: dict[str, Inhalt] = {}
+    baeume = []
+    for adresse in adressen:
+        gewaehlt = select(await _read_tree(port, adresse, inhalte))
+        if gewaehlt is not None:
+            baeume.append(gewaehlt)
+    xml = build([mapping.spec(knoten) for knoten in baeume])
+    for knoten in baeume:
+        xml = await asyncio.to_thread(_with_originals, xml, knoten, version)
+    if documents_into is None:
+        return AussonderungExport(xml=xml, path=None, baeume=tuple(baeume))
+    wanted = [name for knoten in baeume for name in _names(knoten)]
+    with tempfile.TemporaryDirectory(prefix="ikz-dms-export-") as folder:
+        files: dict[str, Path] = {}
+        for index, name in enumerate(wanted):
+            target = Path(folder) / f"{index}"
+            await port.read_content(inhalte[name], target)
+            files[name] = target
+        path, _ = await asyncio.to_thread(
+            write_container, documents_into, xml, files, file_name=file_name
+        )
+    log.info("dms_export_done", dms=port.where, adressen=len(adressen), documents=len(files))
+    return AussonderungExport(xml=xml, path=path, baeume=tuple(baeume))
+
+
+def _names(knoten: mapping.Knoten) -> list[str]:
+    return [*knoten.inhalte, *(name for kind in knoten.kinder for name in _names(kind))]
 
 
 async def _read_tree(port: DmsPort, adresse: str, inhalte: dict[str, Inhalt]) -> mapping.Knoten:

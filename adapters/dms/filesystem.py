@@ -32,6 +32,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote
 
@@ -41,6 +42,7 @@ from gateway.durable import create_exclusive, file_sha256, fsync_dir
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
 _META = "objekt.json"
+#: Fachdaten set after the import (FVDaten, an Abgabevermerk, an Aussonderung).
 _FACHDATEN = "fachdaten.json"
 _INHALTE = "inhalte"
 _CHUNK = 1024 * 1024
@@ -100,6 +102,16 @@ class FilesystemDms:
     async def probe(self) -> None:
         """The root folder must exist (a missing mount is the usual outage)."""
         await asyncio.to_thread(self._check_root)
+
+    async def set_disposal_date(self, adresse: str, when: datetime) -> None:
+        """Record the disposal date as the Fachdatum ``offltscheduled`` (as dmsin names it)."""
+        await asyncio.to_thread(
+            self._write_fachdaten, adresse, {"offltscheduled": when.isoformat()}
+        )
+
+    def fachdaten(self, adresse: str) -> dict[str, str]:
+        """The Fachdaten set on an object (empty when none were set)."""
+        return self._fachdaten(adresse)
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -60,6 +60,7 @@ from contracts.builders import ObjectResult
 from contracts.journal import (
     Accepted,
     AttemptView,
+    AussonderungRecord,
     Claim,
     DeliveryState,
     DeliveryView,
@@ -83,6 +84,7 @@ from gateway.journal.tables import (
     UTCDateTime,
     abgaben,
     attempts,
+    aussonderung_records,
     deliveries,
     events,
     messages,
@@ -1060,6 +1062,60 @@ class Journal:
         return await self._views(
             func.lower(M.prozess_id) == prozess_id.lower(), limit=10_000, newest_first=False
         )
+
+    # ------------------------------------------------------------------ aussonderung
+
+    async def record_aussonderung(
+        self, prozess_id: str, key: str, kind: str, detail: str, *, now: datetime | None = None
+    ) -> bool:
+        """Record one fact of an Aussonderung process once (``gateway.aussonderung``).
+
+        Returns:
+            Whether this call recorded it (``False``: ``key`` was recorded before, and
+            the first record stays).
+        """
+        row = {
+            "prozess_id": prozess_id,
+            "key": key,
+            "kind": kind,
+            "detail": detail,
+            "at": now or utcnow(),
+        }
+
+        def record(conn: Connection) -> bool:
+            dialect = conn.dialect.name
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as upsert
+            else:
+                from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+            statement = (
+                upsert(aussonderung_records)
+                .values(row)
+                .on_conflict_do_nothing()
+                .returning(aussonderung_records.c.id)
+            )
+            # RETURNING, not rowcount: the PostgreSQL driver reports no reliable rowcount
+            # for a skipped ON CONFLICT DO NOTHING.
+            return conn.execute(statement).first() is not None
+
+        return await self._write(record)
+
+    async def aussonderung_records(self, prozess_id: str) -> list[AussonderungRecord]:
+        """What was recorded for one process (ProzessID case-insensitive), oldest first."""
+        AR = aussonderung_records.c
+        rows = await self._read(
+            lambda conn: conn.execute(
+                select(aussonderung_records)
+                .where(func.lower(AR.prozess_id) == prozess_id.lower())
+                .order_by(AR.id)
+            ).all()
+        )
+        return [
+            AussonderungRecord(
+                prozess_id=r.prozess_id, key=r.key, kind=r.kind, detail=r.detail, at=r.at
+            )
+            for r in rows
+        ]
 
     async def counts(self) -> dict[str, int]:
         """Number of deliveries per state."""

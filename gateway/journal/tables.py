@@ -182,3 +182,19 @@ abgaben = Table(
         postgresql_where=literal_column("state IN ('starting', 'open')"),
     ),
 )
+
+#: What the Aussonderung engine (``gateway.aussonderung``) keeps beyond the messages:
+#: the DMS addresses of the Akten a process offers (``start``), each DMS action done
+#: after the archive's answer (``action:<uuid>``), answer files refused at intake
+#: (``refused:<sha256>``). One row per (process, key): recording twice keeps the first.
+aussonderung_records = Table(
+    "aussonderung_records",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("prozess_id", String(100), nullable=False, index=True),
+    Column("key", String(200), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    UniqueConstraint("prozess_id", "key"),
+)

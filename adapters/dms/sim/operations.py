@@ -14,6 +14,8 @@ as far as its interface documentation goes):
 * ``userformsdata`` and ``UpdateBusinessDataValueGI`` write the same per-object
   Fachdaten; ``SearchObjNameGI`` with ``reference``/``value`` finds objects whose
   Fachdatum equals the value; ``searchstring`` matches ``objname`` with ``*``/``?``.
+* ``SetDisposalScheduleDateGI`` keeps the date as the Fachdatum ``offltscheduled``
+  (ISO 8601), so tests read it like any Fachdatum.
 * Read operations list children (``giobjecttype``) and content objects
   (``gimetadatatype``) in creation order; cancelled objects are gone.
 """
@@ -397,6 +399,14 @@ def update_business_data_value(store: Store, v: Any) -> dict[str, Any]:
     return _ok()
 
 
+def set_disposal_schedule_date(store: Store, v: Any) -> dict[str, Any]:
+    """SetDisposalScheduleDateGI: kept as the object's Fachdatum ``offltscheduled``."""
+    if store.get(v.objaddress) is None:
+        raise Business(STATUS_NOT_FOUND, f"objaddress {v.objaddress!r} nicht gefunden")
+    store.set_userforms(v.objaddress, {"offltscheduled": _iso(v.offltscheduled) or ""})
+    return _ok()
+
+
 def cancel_object(store: Store, v: Any) -> dict[str, Any]:
     """CancelObjectGI: cancel (stornieren) an object; it disappears from reads and searches."""
     if not store.cancel(v.objaddress):
@@ -428,4 +438,5 @@ HANDLERS: dict[str, Handler] = {
     "ReadBusinessDataValueGI": read_business_data_value,
     "UpdateBusinessDataValueGI": update_business_data_value,
     "CancelObjectGI": cancel_object,
+    "SetDisposalScheduleDateGI": set_disposal_schedule_date,
 }

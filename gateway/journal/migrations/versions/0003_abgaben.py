@@ -1,6 +1,6 @@
 """Abgaben started by this node's operator, and their completion action.
 
-Revision ID: 0003_abgaben
+Revision ID: 0003
 Revises: 0002
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 from gateway.journal.tables import UTCDateTime
 
-revision = "0003_abgaben"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
