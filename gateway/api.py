@@ -66,8 +66,9 @@ MEDIA_TYPES = frozenset({"application/zip", "application/xml", "text/xml"})
 PROBLEM_JSON = "application/problem+json"
 #: How long a client should wait before retrying while the journal is unreachable.
 RETRY_AFTER_SECONDS = 10
-#: Routes anyone may call: load balancers probe health without a token.
-PUBLIC_ROUTES = frozenset({"health"})
+#: Routes without bearer-token checks: load balancers probe health without a token, and
+#: the XTA 2 service (``gateway/xta.py``) authenticates its SOAP callers itself.
+PUBLIC_ROUTES = frozenset({"health", "xta"})
 
 _CHUNK = 256 * 1024
 _REALM = 'Bearer realm="ikz-gateway"'

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from contracts.config import GatewayConfig, PartnerConfig
 from contracts.journal import Accepted
-from gateway import tls
+from gateway import tls, xta
 from gateway.api import create_api
 from gateway.blobs import BlobStore
 from gateway.destinations import build_destinations
@@ -78,6 +78,7 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
         poll_seconds=config.worker.poll_interval_seconds,
     )
     app = create_api(config, journal, blobs, intake=intake)
+    xta.install(app, config, intake, journal, blobs)
     app[JOURNAL] = journal
     app[INTAKE] = intake
     app[WORKER] = worker

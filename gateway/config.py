@@ -23,6 +23,7 @@ from contracts.config import (
     HttpDestination,
     PartnerConfig,
     StorageConfig,
+    XtaDestination,
 )
 from gateway.errors import ConfigError
 
@@ -107,7 +108,7 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
             else absolute_fields(destination, "ca_file", "client_certificate", "client_key")
             if isinstance(destination, HttpDestination)
             else destination.resolved(base)
-            if isinstance(destination, DmsDestination)
+            if isinstance(destination, DmsDestination | XtaDestination)
             else destination
         )
         for name, destination in config.destinations.items()
@@ -122,12 +123,16 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
         )
         for folder in config.dropfolders
     )
+    xta = config.xta
+    if xta is not None:
+        xta = absolute_fields(xta, "wsdl")
     return config.model_copy(
         update={
             "storage": storage,
             "http": http,
             "destinations": destinations,
             "dropfolders": dropfolders,
+            "xta": xta,
         }
     )
 
@@ -157,4 +162,5 @@ def missing_secrets(config: GatewayConfig) -> list[str]:
     """Environment variables the configuration names but the environment lacks."""
     names: list[Any] = [p.token_env for p in config.partners if p.token_env]
     names += [getattr(d, "token_env", None) for d in config.destinations.values()]
+    names += [getattr(d, "password_env", None) for d in config.destinations.values()]
     return sorted({n for n in names if n and not os.environ.get(n)})

@@ -5,11 +5,16 @@ from __future__ import annotations
 from adapters.dms.destination import DmsImport
 from adapters.peer.http import PeerGateway
 from adapters.transfer.filesystem import FilesystemTransfer
+from adapters.xta.client import XtaClient
+from adapters.xta.destination import XtaMsgBox
+from adapters.xta.msgbox import MsgBoxStore
 from contracts.config import (
     DmsDestination,
     FilesystemDestination,
     GatewayConfig,
     HttpDestination,
+    XtaDestination,
+    XtaMsgBoxDestination,
 )
 from contracts.delivery import Destination, NodeOutbox
 from gateway import tls
@@ -39,6 +44,11 @@ def build_destinations(
             built[name] = PeerGateway(name, destination, ssl_context=context)
         elif isinstance(destination, DmsDestination):
             built[name] = DmsImport(name, destination)
+        elif isinstance(destination, XtaMsgBoxDestination):
+            store = MsgBoxStore.from_url(config.storage.journal)
+            built[name] = XtaMsgBox(name, destination, store)
+        elif isinstance(destination, XtaDestination):
+            built[name] = XtaClient(name, destination, author=config.node.behoerdenkennung)
         else:  # pragma: no cover - the config's discriminated union has no other types
             raise TypeError(f"no adapter for destination type {type(destination).__name__}")
     return built

@@ -1,0 +1,110 @@
+"""The XTA 2 service: zeep clients of the unchanged XTA.wsdl send to and fetch from the gateway."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from adapters.xdomea.validation import check_message
+from tests.delivery_support import eventually
+from tests.intake_support import container
+from tests.xta_support import (
+    Client,
+    call,
+    client,
+    meta,
+    new_message_id,
+    running_gateway,
+    xta_config,
+)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _filed(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "dms"
+    return sorted(folder.glob("*.zip")) if folder.is_dir() else []
+
+
+async def test_mtom_send_lands_in_the_transfer_folder_bit_identical(tmp_path: Path) -> None:
+    """A container sent as an MTOM attachment by zeep with the MTOM transport is filed unchanged."""
+    data = container(tmp_path)
+    upload = tmp_path / "upload.zip"
+    upload.write_bytes(data)
+    async with running_gateway(xta_config(tmp_path)) as gateway:
+        xta = client(gateway.url)
+        xta_id = await new_message_id(xta)
+        payload = xta.attach(upload)
+        await call(
+            xta.send.sendMessage,
+            ContentContainer={"Message": {"_value_1": payload, "contentType": "application/zip"}},
+            _soapheaders=[meta(xta_id)],
+        )
+
+        async def filed() -> bool:
+            return bool(_filed(tmp_path))
+
+        await eventually(filed, what="the container is in the transfer folder")
+    assert [_sha(p.read_bytes()) for p in _filed(tmp_path)] == [_sha(data)]
+
+
+async def _send_inline(xta: Client, data: bytes, xta_id: str) -> None:
+    await call(
+        xta.send.sendMessage,
+        ContentContainer={"Message": {"_value_1": data, "contentType": "application/zip"}},
+        _soapheaders=[meta(xta_id)],
+    )
+
+
+async def test_inline_base64_send_lands_in_the_transfer_folder_bit_identical(
+    tmp_path: Path,
+) -> None:
+    """A plain zeep client (base64 inline, no MTOM) is served the same way."""
+    data = container(tmp_path)
+    async with running_gateway(xta_config(tmp_path)) as gateway:
+        xta = client(gateway.url, mtom=False)
+        await _send_inline(xta, data, await new_message_id(xta))
+
+        async def filed() -> bool:
+            return bool(_filed(tmp_path))
+
+        await eventually(filed, what="the container is in the transfer folder")
+    assert [_sha(p.read_bytes()) for p in _filed(tmp_path)] == [_sha(data)]
+
+
+async def _status_list(xta: Client) -> list[str]:
+    listing = await call(xta.box.getStatusList, maxListItems=10)
+    return [str(item.MessageID._value_1) for item in listing.body.MsgAttributes]
+
+
+async def test_receipts_wait_in_the_senders_message_box_until_closed(tmp_path: Path) -> None:
+    """B's 0403 and 0402 for A's Abgabe wait in A's box; getMessage fetches, close removes them."""
+    async with running_gateway(xta_config(tmp_path)) as gateway:
+        xta = client(gateway.url)
+        await _send_inline(xta, container(tmp_path), await new_message_id(xta))
+
+        async def both_waiting() -> bool:
+            return len(await _status_list(xta)) == 2
+
+        await eventually(both_waiting, what="0403 and 0402 wait in A's box")
+        waiting = await _status_list(xta)
+        fetched = await call(xta.box.getMessage, MsgSelector={"MessageID": [waiting[0]]})
+        codes = set()
+        for xta_id in waiting:
+            answer = await call(xta.box.getMessage, MsgSelector={"MessageID": [xta_id]})
+            codes.add(_nachrichtentyp(answer.body.ContentContainer.Message._value_1))
+        await call(
+            xta.box.close,
+            MsgBoxRequestID="urn:ikz-gateway:msgbox:kommune-a:0",
+            LastMsgReceived=[{"_value_1": i} for i in waiting],
+        )
+        remaining = await _status_list(xta)
+    assert fetched is not None
+    assert codes == {"0403", "0402"}
+    assert remaining == []
+
+
+def _nachrichtentyp(xml: bytes) -> str:
+    return check_message(xml).detected.typ.code
