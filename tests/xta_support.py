@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import zeep
 from aiohttp.test_utils import TestServer
 from lxml import etree
-from zeep.wsa import WsAddressingPlugin
 from zeep.wsse.username import UsernameToken
 
 from adapters.xta import metadata
@@ -56,7 +55,7 @@ def xta_config(
     http: HttpConfig | None = None,
 ) -> GatewayConfig:
     """Kommune B's gateway with ``[xta]``, journal and blobs under ``tmp_path``."""
-    (tmp_path / "dms").mkdir(exist_ok=True)
+    (tmp_path / "dms").mkdir(parents=True, exist_ok=True)
     return GatewayConfig(
         node=NodeConfig(id="kommune-b", behoerdenkennung="060:4711"),
         storage=StorageConfig(
@@ -84,23 +83,33 @@ def xta_config(
 
 @dataclass
 class Gateway:
-    """A running gateway: its configuration and the XTA service URL."""
+    """A running gateway: its configuration, the XTA service URL and the clients made for it."""
 
     config: GatewayConfig
     url: str
+    clients: list[Client] = field(default_factory=list)
+
+    def client(self, **options: Any) -> Client:
+        """A zeep client of this gateway (``client``'s options); closed with the gateway."""
+        made = client(self.url, **options)
+        self.clients.append(made)
+        return made
 
 
 @asynccontextmanager
 async def running_gateway(config: GatewayConfig, **server: Any) -> AsyncIterator[Gateway]:
     """``build_app(config)`` served on 127.0.0.1 (a free port) for the block."""
     app = await build_app(config)
-    test_server = TestServer(app, host="127.0.0.1", **server)
-    await test_server.start_server()
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server(**server)
     scheme = "https" if server.get("ssl") else "http"
     url = str(test_server.make_url("/xta")).replace("http://", f"{scheme}://", 1)
+    gateway = Gateway(config, url)
     try:
-        yield Gateway(config, url)
+        yield gateway
     finally:
+        for made in gateway.clients:
+            made.transport.session.close()
         await test_server.close()
 
 
@@ -130,7 +139,8 @@ def client(
     """A zeep client of the unchanged XTA.wsdl addressed to ``url``."""
     transport: Any = MtomTransport(session=session) if mtom else zeep.Transport(session=session)
     wsse = UsernameToken(username, password) if username is not None else None
-    built = zeep.Client(str(WSDL), transport=transport, wsse=wsse, plugins=[WsAddressingPlugin()])
+    # zeep adds the WS-Addressing headers itself: the WSDL names wsam:Action per operation.
+    built = zeep.Client(str(WSDL), transport=transport, wsse=wsse)
     services = {
         name: built.create_service(f"{NS}{binding}", url)
         for name, binding in (

@@ -206,8 +206,12 @@ def _size(source: Path | IO[bytes]) -> int | None:
     if isinstance(source, Path):
         return source.stat().st_size
     try:
+        if not source.seekable():
+            return None
         position = source.tell()
-        return os.fstat(source.fileno()).st_size - position
+        end = source.seek(0, os.SEEK_END)
+        source.seek(position)
+        return end - position
     except (OSError, AttributeError, ValueError):
         return None
 

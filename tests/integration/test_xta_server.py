@@ -11,7 +11,6 @@ from tests.intake_support import container
 from tests.xta_support import (
     Client,
     call,
-    client,
     meta,
     new_message_id,
     running_gateway,
@@ -34,7 +33,7 @@ async def test_mtom_send_lands_in_the_transfer_folder_bit_identical(tmp_path: Pa
     upload = tmp_path / "upload.zip"
     upload.write_bytes(data)
     async with running_gateway(xta_config(tmp_path)) as gateway:
-        xta = client(gateway.url)
+        xta = gateway.client()
         xta_id = await new_message_id(xta)
         payload = xta.attach(upload)
         await call(
@@ -64,7 +63,7 @@ async def test_inline_base64_send_lands_in_the_transfer_folder_bit_identical(
     """A plain zeep client (base64 inline, no MTOM) is served the same way."""
     data = container(tmp_path)
     async with running_gateway(xta_config(tmp_path)) as gateway:
-        xta = client(gateway.url, mtom=False)
+        xta = gateway.client(mtom=False)
         await _send_inline(xta, data, await new_message_id(xta))
 
         async def filed() -> bool:
@@ -82,7 +81,7 @@ async def _status_list(xta: Client) -> list[str]:
 async def test_receipts_wait_in_the_senders_message_box_until_closed(tmp_path: Path) -> None:
     """B's 0403 and 0402 for A's Abgabe wait in A's box; getMessage fetches, close removes them."""
     async with running_gateway(xta_config(tmp_path)) as gateway:
-        xta = client(gateway.url)
+        xta = gateway.client()
         await _send_inline(xta, container(tmp_path), await new_message_id(xta))
 
         async def both_waiting() -> bool:
