@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -321,8 +321,11 @@ class DmsinConfig(_Strict):
         return value
 
 
-class DmsDestination(RetryConfig):
-    """Import into a DMS: the embedded filesystem DMS or Fabasoft dmsin.
+class DmsBackendConfig(RetryConfig):
+    """A DMS a destination works on: the embedded filesystem DMS or Fabasoft dmsin.
+
+    Shared by the ``dms`` (import xdomea messages) and ``fvdaten`` (answer a
+    Fachverfahren's requests) destinations.
 
     ``aktenplan`` maps Aktenzeichen prefixes (the Akte's Kennzeichen, e.g. ``63.01``
     for ``63.01.02/2024``) to the DMS address of the Aktenplaneintrag a new Akte is
@@ -330,7 +333,6 @@ class DmsDestination(RetryConfig):
     rest. ``ablage`` is where Vorgänge and Dokumente outside any Akte go.
     """
 
-    type: Literal["dms"]
     backend: Literal["filesystem", "dmsin"]
     #: The filesystem DMS's root folder (backend "filesystem").
     directory: Path | None = None
@@ -340,7 +342,7 @@ class DmsDestination(RetryConfig):
     ablage: str | None = None
 
     @model_validator(mode="after")
-    def _backend_settings(self) -> DmsDestination:
+    def _backend_settings(self) -> Self:
         if self.backend == "filesystem" and self.directory is None:
             raise ValueError('backend "filesystem" needs directory = "PATH"')
         if self.backend == "dmsin" and self.dmsin is None:
@@ -349,7 +351,7 @@ class DmsDestination(RetryConfig):
             )
         return self
 
-    def resolved(self, base: Path) -> DmsDestination:
+    def resolved(self, base: Path) -> Self:
         """A copy with every relative path (folder, WSDL file, TLS files) made absolute."""
 
         def absolute(path: Path | None) -> Path | None:
@@ -369,6 +371,121 @@ class DmsDestination(RetryConfig):
                 }
             )
         return self.model_copy(update=update)
+
+
+class DmsDestination(DmsBackendConfig):
+    """Import into a DMS: every routed message's Schriftgutobjekte and documents."""
+
+    type: Literal["dms"]
+
+
+class FvdatenDestination(DmsBackendConfig):
+    """Answer FVDaten requests of a Fachverfahren from a DMS (``adapters.fvdaten``).
+
+    Each routed request is carried out on the DMS and answered with a 0630, which
+    enters intake as this node, addressed to the request's Absender; route it back
+    with a route for ``nachrichtentyp = ["0630"]`` to the Fachverfahren's Behördenkennung.
+    """
+
+    type: Literal["fvdaten"]
+    #: Most objects one 0608 SGOSuchen answer lists.
+    max_search_results: int = Field(default=100, ge=1, le=10_000)
+
+
+class SoapFaultRules(_Strict):
+    """How a SOAP destination classifies a SOAP fault: permanent (dead letter) or transient."""
+
+    #: Fault codes (local part, e.g. ``Client``; SOAP 1.2 ``Sender``) that are permanent.
+    permanent_codes: tuple[str, ...] = ("Client", "Sender")
+    #: Regular expressions on the fault string that make a fault permanent anyway.
+    permanent_messages: tuple[str, ...] = ()
+    #: Regular expressions on the fault string that make a fault transient anyway
+    #: (checked first: e.g. a Client fault saying an object is locked).
+    transient_messages: tuple[str, ...] = ()
+
+    @field_validator("permanent_messages", "transient_messages")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
+
+
+class SoapResponseConfig(_Strict):
+    """What a SOAP destination takes from the operation's answer."""
+
+    #: Name → dotted path in the response (e.g. ``objid``), logged and kept per delivery.
+    fields: dict[str, str] = Field(default_factory=dict)
+    #: Dotted path of a field that says whether the call succeeded (e.g. ``status``).
+    success_field: str | None = None
+    #: Values of ``success_field`` that mean success; any other is a permanent failure.
+    success_values: tuple[str, ...] = ("0",)
+    #: Dotted path of the field with the partner's error text, quoted in the failure.
+    error_field: str | None = None
+
+
+class SoapDestination(RetryConfig):
+    """Call one operation of a partner's SOAP API with values taken from the message.
+
+    ``parameters`` maps a dotted parameter path of the operation (``a.b`` builds
+    nested structures) to an XPath 1.0 expression evaluated on the xdomea message
+    (the prefix ``xdomea`` is bound to the message's namespace; more in
+    ``namespaces``). A string literal (``"'fixed'"``) gives a constant.
+    """
+
+    type: Literal["soap"]
+    #: The WSDL: an http(s) URL (usually the service's ``?wsdl``) or a file path.
+    wsdl: str
+    operation: str
+    #: Service address; default: the address the WSDL names.
+    endpoint: str | None = None
+    #: Which WSDL service and port to use when it has several (default: the first).
+    service: str | None = None
+    port: str | None = None
+    parameters: dict[str, str] = Field(default_factory=dict)
+    namespaces: dict[str, str] = Field(default_factory=dict)
+    response: SoapResponseConfig = SoapResponseConfig()
+    faults: SoapFaultRules = SoapFaultRules()
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_timeout_seconds: float = Field(default=120.0, gt=0)
+    #: CA bundle for an https endpoint; default: the system's.
+    ca_file: Path | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _xpaths(cls, value: dict[str, str]) -> dict[str, str]:
+        from lxml import etree
+
+        for path, expression in value.items():
+            if not path or any(not part for part in path.split(".")):
+                raise ValueError(f"parameter path {path!r} must be names joined by '.'")
+            try:
+                etree.XPath(expression)
+            except etree.XPathSyntaxError as exc:
+                raise ValueError(
+                    f"parameters.{path}: {expression!r} is not an XPath 1.0 expression ({exc})"
+                ) from None
+        return value
+
+    def resolved(self, base: Path) -> SoapDestination:
+        """A copy with a relative WSDL path and CA file made absolute."""
+        wsdl = self.wsdl
+        if not wsdl.startswith(("http://", "https://", "file://")) and not Path(wsdl).is_absolute():
+            wsdl = str(base / wsdl)
+        ca_file = self.ca_file
+        if ca_file is not None and not ca_file.is_absolute():
+            ca_file = base / ca_file
+        return self.model_copy(update={"wsdl": wsdl, "ca_file": ca_file})
 
 
 class XtaMsgBoxDestination(RetryConfig):
@@ -453,6 +570,8 @@ DestinationConfig = Annotated[
     FilesystemDestination
     | HttpDestination
     | DmsDestination
+    | FvdatenDestination
+    | SoapDestination
     | XtaMsgBoxDestination
     | XtaDestination,
     Field(discriminator="type"),

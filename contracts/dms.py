@@ -5,6 +5,10 @@ and Fabasoft eGov-Suite over its dmsin SOAP interface (``adapters.dms.dmsin``).
 The import (``adapters.dms.importer``) and the export (``adapters.dms.exporter``)
 are written once against this port.
 
+FVDaten requests (``adapters.fvdaten``) also address objects by UUID alone
+(``locate``), search them, keep Fachdaten (custom metadata) on them and ask
+whether the DMS answers at all (``probe``).
+
 The port is deliberately small and idempotency-friendly: every object carries its
 xdomea UUID, and ``find`` looks an object up by it before ``create`` makes it, so
 a retried import never creates a second object. Content objects are found by
@@ -18,7 +22,7 @@ Methods raise ``gateway.errors.TransientDeliveryError`` (retry) or
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -89,6 +93,15 @@ class DmsObjekt(_Frozen):
     inhalte: tuple[Inhalt, ...] = ()
 
 
+class Treffer(_Frozen):
+    """An object a search found."""
+
+    adresse: str
+    art: SchriftgutobjektArt
+    uuid: str
+    betreff: str | None = None
+
+
 #: Opens a primary document's bytes for reading; called in a worker thread.
 Opener = Callable[[], IO[bytes]]
 
@@ -135,6 +148,34 @@ class DmsPort(Protocol):
 
     async def read_content(self, inhalt: Inhalt, target: Path) -> str:
         """Write a content object's bytes to ``target``; their SHA-256 (hex)."""
+        ...
+
+    async def locate(self, uuid: str) -> str | None:
+        """The address of the object with xdomea UUID ``uuid`` anywhere in the DMS, or ``None``.
+
+        Raises:
+            PermanentDeliveryError: more than one object carries the UUID.
+        """
+        ...
+
+    async def search(self, begriff: str, *, limit: int) -> tuple[Treffer, ...]:
+        """Objects filed by the gateway whose Betreff or Kennzeichen contains ``begriff``."""
+        ...
+
+    async def read_fachdaten(self, adresse: str, namen: Sequence[str]) -> dict[str, str]:
+        """The named Fachdaten (custom metadata) of the object; unset ones are left out."""
+        ...
+
+    async def write_fachdaten(self, adresse: str, werte: Mapping[str, str]) -> None:
+        """Set Fachdaten (custom metadata) of an object; others stay as they are."""
+        ...
+
+    async def probe(self) -> None:
+        """Check that the DMS answers.
+
+        Raises:
+            TransientDeliveryError: it does not (unreachable, failing, not mounted).
+        """
         ...
 
     async def close(self) -> None:

@@ -16,12 +16,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts.config import (
-    DmsDestination,
+    DmsBackendConfig,
     DropFolderConfig,
     FilesystemDestination,
     GatewayConfig,
     HttpDestination,
     PartnerConfig,
+    SoapDestination,
     StorageConfig,
     XtaDestination,
 )
@@ -108,7 +109,7 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
             else absolute_fields(destination, "ca_file", "client_certificate", "client_key")
             if isinstance(destination, HttpDestination)
             else destination.resolved(base)
-            if isinstance(destination, DmsDestination | XtaDestination)
+            if isinstance(destination, DmsBackendConfig | SoapDestination | XtaDestination)
             else destination
         )
         for name, destination in config.destinations.items()

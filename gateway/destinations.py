@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adapters.dms.destination import DmsImport
+from adapters.fvdaten.destination import FVDatenDestination
 from adapters.peer.http import PeerGateway
 from adapters.transfer.filesystem import FilesystemTransfer
 from adapters.xta.client import XtaClient
@@ -11,8 +12,10 @@ from adapters.xta.msgbox import MsgBoxStore
 from contracts.config import (
     DmsDestination,
     FilesystemDestination,
+    FvdatenDestination,
     GatewayConfig,
     HttpDestination,
+    SoapDestination,
     XtaDestination,
     XtaMsgBoxDestination,
 )
@@ -44,6 +47,12 @@ def build_destinations(
             built[name] = PeerGateway(name, destination, ssl_context=context)
         elif isinstance(destination, DmsDestination):
             built[name] = DmsImport(name, destination)
+        elif isinstance(destination, FvdatenDestination):
+            built[name] = FVDatenDestination(name, destination, outbox)
+        elif isinstance(destination, SoapDestination):
+            from adapters.soap.destination import SoapCall
+
+            built[name] = SoapCall(name, destination)
         elif isinstance(destination, XtaMsgBoxDestination):
             store = MsgBoxStore.from_url(config.storage.journal)
             built[name] = XtaMsgBox(name, destination, store)

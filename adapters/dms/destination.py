@@ -26,7 +26,7 @@ from adapters.dms.plan import Plan, Ziel, plan_import
 from adapters.xdomea.container import Container, ContainerReport
 from adapters.xdomea.validation import check_message
 from contracts.builders import ObjectResult
-from contracts.config import DmsDestination
+from contracts.config import DmsBackendConfig, DmsDestination
 from contracts.delivery import DeliveryResult, Outbound
 from contracts.dms import DmsPort
 from gateway.errors import GatewayError, PermanentDeliveryError
@@ -36,7 +36,7 @@ log = structlog.get_logger(__name__)
 _CHUNK = 1024 * 1024
 
 
-def build_port(config: DmsDestination) -> DmsPort:
+def build_port(config: DmsBackendConfig) -> DmsPort:
     """The configured backend (imported lazily: zeep is only needed for dmsin)."""
     if config.backend == "dmsin":
         from adapters.dms.dmsin import DmsinPort
@@ -95,7 +95,7 @@ class DmsImport:
 
     def _open(self, item: Outbound, stack: ExitStack) -> tuple[Plan, _Source]:
         """Check the blob, read and plan the message; in a worker thread."""
-        _verify_blob(item)
+        verify_blob(item)
         where = f"message {item.message_id} (ProzessID {item.prozess_id})"
         try:
             if item.content_kind == "container":
@@ -134,7 +134,12 @@ class _Source:
         return self.container.open_document(dateiname)
 
 
-def _verify_blob(item: Outbound) -> None:
+def verify_blob(item: Outbound) -> None:
+    """Check that the blob is there and holds the journaled bytes.
+
+    Raises:
+        PermanentDeliveryError: it is missing or corrupted (restore and replay).
+    """
     digest = hashlib.sha256()
     size = 0
     try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid as uuidlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 from adapters.dms import dmsin_names as names
 from adapters.dms.dmsin_client import DmsinClient
 from contracts.config import DmsinConfig
-from contracts.dms import DmsObjekt, Dokumenttyp, Inhalt, Objektdaten, Opener
+from contracts.dms import DmsObjekt, Dokumenttyp, Inhalt, Objektdaten, Opener, Treffer
 from contracts.xdomea import SchriftgutobjektArt, uuid_key
 from gateway.errors import PermanentDeliveryError
 
@@ -214,6 +215,87 @@ class DmsinPort:
                 f"the Fachdatum {self.config.metadata_field} of {adresse} in {self.where} is not "
                 f"the gateway's JSON ({str(exc).splitlines()[0]}); someone edited it"
             ) from exc
+
+    # ------------------------------------------------------------------ FVDaten
+
+    async def locate(self, uuid: str) -> str | None:
+        """Search the UUID's Fachdatum among Akten, Vorgänge and Dokumente."""
+        found: list[str] = []
+        for objclass in (names.AKTE, names.VORGANG, names.DOKUMENT):
+            response = await self.client.call(
+                "SearchObjNameGI",
+                searchstring="*",
+                objclass=objclass,
+                reference=self.config.uuid_field,
+                value=uuid_key(uuid),
+            )
+            found.extend(address for address, _ in _refs(response.giobjecttype))
+        if len(found) > 1:
+            raise PermanentDeliveryError(
+                f"{len(found)} objects in {self.where} carry the xdomea UUID {uuid} "
+                f"({', '.join(found)}); cancel all but one (CancelObjectGI)"
+            )
+        return found[0] if found else None
+
+    async def search(self, begriff: str, *, limit: int) -> tuple[Treffer, ...]:
+        """Objects whose title (the Betreff) contains ``begriff``, with their xdomea UUID.
+
+        Objects without the gateway's UUID Fachdatum (made in the DMS by hand) are
+        left out: an FVDaten answer names objects by UUID.
+        """
+        pattern = "*" + begriff.replace("*", "").replace("?", "") + "*"
+        treffer: list[Treffer] = []
+        for objclass, art in (
+            (names.AKTE, SchriftgutobjektArt.AKTE),
+            (names.VORGANG, SchriftgutobjektArt.VORGANG),
+            (names.DOKUMENT, SchriftgutobjektArt.DOKUMENT),
+        ):
+            response = await self.client.call(
+                "SearchObjNameGI", searchstring=pattern, objclass=objclass
+            )
+            for address, name in _refs(response.giobjecttype):
+                if len(treffer) >= limit:
+                    return tuple(treffer)
+                uuid = (await self.read_fachdaten(address, [self.config.uuid_field])).get(
+                    self.config.uuid_field
+                )
+                if uuid:
+                    treffer.append(Treffer(adresse=address, art=art, uuid=uuid, betreff=name))
+        return tuple(treffer)
+
+    async def read_fachdaten(self, adresse: str, namen: Sequence[str]) -> dict[str, str]:
+        """``ReadUserFormsDataGI`` per name; unset values are left out."""
+        werte: dict[str, str] = {}
+        for name in namen:
+            response = await self.client.call(
+                "ReadUserFormsDataGI", objaddress=adresse, reference=name
+            )
+            if response.value is not None:
+                werte[name] = str(response.value)
+        return werte
+
+    async def write_fachdaten(self, adresse: str, werte: Mapping[str, str]) -> None:
+        """One ``UpdateUserFormsDataGI`` with every value."""
+        await self.client.call(
+            "UpdateUserFormsDataGI",
+            objaddress=adresse,
+            userformsdata={
+                _f("GIUserFormsType"): [
+                    {_f("ufreference"): name, _f("ufvalue"): {"string": [wert]}}
+                    for name, wert in werte.items()
+                ]
+            },
+        )
+
+    async def probe(self) -> None:
+        """A search for a UUID no object has: loads the WSDL and makes one round trip."""
+        await self.client.call(
+            "SearchObjNameGI",
+            searchstring="*",
+            objclass=names.AKTE,
+            reference=self.config.uuid_field,
+            value=str(uuidlib.UUID(int=0)),
+        )
 
     async def close(self) -> None:
         """Close the client's connections."""

@@ -6,6 +6,7 @@ never papered over by creating it)::
     <root>/<uuid>/objekt.json           a top-level object (lower-case xdomea UUID)
     <root>/<uuid>/<uuid>/objekt.json    its children, nested as in xdomea
     <root>/…/<uuid>/inhalte/<name>      a Dokument's primary documents (name %-quoted)
+    <root>/…/<uuid>/fachdaten.json      Fachdaten (custom metadata) set by FVDaten requests
 
 An object's address is its folder path relative to the root. Because the folder
 name is the object's UUID, the import is idempotent by construction: ``find`` is
@@ -30,15 +31,17 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote
 
-from contracts.dms import DmsObjekt, Inhalt, Objektdaten, Opener
+from contracts.dms import DmsObjekt, Inhalt, Objektdaten, Opener, Treffer
 from contracts.xdomea import SchriftgutobjektArt, uuid_key
 from gateway.durable import create_exclusive, file_sha256, fsync_dir
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
 _META = "objekt.json"
+_FACHDATEN = "fachdaten.json"
 _INHALTE = "inhalte"
 _CHUNK = 1024 * 1024
 
@@ -77,6 +80,27 @@ class FilesystemDms:
         """Copy a document to ``target``; its SHA-256."""
         return await asyncio.to_thread(self._read_content, inhalt, target)
 
+    async def locate(self, uuid: str) -> str | None:
+        """The folder holding ``uuid`` at any depth, or ``None``."""
+        return await asyncio.to_thread(self._locate, uuid)
+
+    async def search(self, begriff: str, *, limit: int) -> tuple[Treffer, ...]:
+        """Objects whose Betreff or Kennzeichen contains ``begriff`` (case-insensitive)."""
+        return await asyncio.to_thread(self._search, begriff, limit)
+
+    async def read_fachdaten(self, adresse: str, namen: Sequence[str]) -> dict[str, str]:
+        """The named values from the object's ``fachdaten.json``."""
+        stored = await asyncio.to_thread(self._fachdaten, adresse)
+        return {name: stored[name] for name in namen if name in stored}
+
+    async def write_fachdaten(self, adresse: str, werte: Mapping[str, str]) -> None:
+        """Merge ``werte`` into the object's ``fachdaten.json`` (replaced atomically)."""
+        await asyncio.to_thread(self._write_fachdaten, adresse, werte)
+
+    async def probe(self) -> None:
+        """The root folder must exist (a missing mount is the usual outage)."""
+        await asyncio.to_thread(self._check_root)
+
     async def close(self) -> None:
         """Nothing to release."""
 
@@ -113,6 +137,67 @@ class FilesystemDms:
                 f"has a {daten.art.value} with that UUID; every object needs its own UUID"
             )
         return _address(parent, uuid_key(daten.uuid))
+
+    def _objects(self) -> Iterator[tuple[str, Path]]:
+        """Every object folder's address and metadata file, parents before children."""
+        for folder, subfolders, files in os.walk(self.root):
+            # Hidden folders are half-made objects (".part") and not searched.
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            if _META in files and folder != str(self.root):
+                yield Path(folder).relative_to(self.root).as_posix(), Path(folder) / _META
+
+    def _locate(self, uuid: str) -> str | None:
+        self._check_root()
+        name = uuid_key(uuid)
+        found = [adresse for adresse, _ in self._objects() if adresse.rsplit("/", 1)[-1] == name]
+        if len(found) > 1:
+            raise PermanentDeliveryError(
+                f"{len(found)} objects in the DMS {self.root} carry the xdomea UUID {uuid} "
+                f"({', '.join(found)}); remove all but one"
+            )
+        return found[0] if found else None
+
+    def _search(self, begriff: str, limit: int) -> tuple[Treffer, ...]:
+        self._check_root()
+        wanted = begriff.casefold()
+        treffer: list[Treffer] = []
+        for adresse, meta in self._objects():
+            daten = _load(meta).daten
+            texts = (daten.betreff or "", daten.kennzeichen or "")
+            if any(wanted in text.casefold() for text in texts):
+                treffer.append(
+                    Treffer(adresse=adresse, art=daten.art, uuid=daten.uuid, betreff=daten.betreff)
+                )
+                if len(treffer) >= limit:
+                    break
+        return tuple(treffer)
+
+    def _fachdaten(self, adresse: str) -> dict[str, str]:
+        self._check_root()
+        folder = self._folder(adresse)
+        if not (folder / _META).is_file():
+            raise PermanentDeliveryError(f"no object at {adresse!r} in the DMS {self.root}")
+        path = folder / _FACHDATEN
+        if not path.is_file():
+            return {}
+        stored: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        return stored
+
+    def _write_fachdaten(self, adresse: str, werte: Mapping[str, str]) -> None:
+        merged = {**self._fachdaten(adresse), **werte}
+        folder = self._folder(adresse)
+        temp = folder / f".{_FACHDATEN}.{secrets.token_hex(4)}.part"
+        try:
+            _write_synced(temp, json.dumps(merged, ensure_ascii=False, sort_keys=True).encode())
+            os.replace(temp, folder / _FACHDATEN)
+            fsync_dir(folder)
+        except OSError as exc:
+            raise TransientDeliveryError(
+                f"cannot write the Fachdaten of {adresse!r} in the DMS folder {folder}: "
+                f"{exc.strerror or exc}; check that it is writable and has space"
+            ) from exc
+        finally:
+            temp.unlink(missing_ok=True)
 
     def _create(self, parent: str | None, daten: Objektdaten) -> str:
         self._check_root()

@@ -70,9 +70,18 @@ class ImportErgebnis:
 
 
 async def run_import(
-    port: DmsPort, plan: Plan, source: DocumentSource, locks: UuidLocks | None = None
+    port: DmsPort,
+    plan: Plan,
+    source: DocumentSource,
+    locks: UuidLocks | None = None,
+    *,
+    root: str | None = None,
 ) -> ImportErgebnis:
     """File every object and document of ``plan`` into ``port``; resume what exists.
+
+    ``root`` is the DMS address the plan's top-level objects go into (an FVDaten
+    request's ``IDContainer``); without it they go to the DMS's top level, or to
+    the plan's ``ablage`` for kinds the DMS does not keep at the top.
 
     Raises:
         TransientDeliveryError: the DMS failed in a way worth retrying; what was filed
@@ -84,7 +93,7 @@ async def run_import(
     locks = locks or UuidLocks()
     adressen: list[str] = []
     for schritt in plan.schritte:
-        parent = adressen[schritt.parent] if schritt.parent is not None else None
+        parent = adressen[schritt.parent] if schritt.parent is not None else root
         if parent is None and schritt.daten.art not in port.top_level:
             parent = plan.ablage
         # The lock covers the object and its documents: each is looked up, then made.

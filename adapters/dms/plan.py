@@ -8,6 +8,7 @@ is refused with a clear error and leaves nothing behind in the DMS.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lxml import etree
@@ -88,7 +89,25 @@ def plan_import(report: ContainerReport, ziel: Ziel, *, where: str | None = None
             f"({len(errors)} errors; first: {line}{first.message})",
             where=where,
         )
-    nachricht = report.nachricht
+    return plan_objekte(report, report.nachricht.schriftgutobjekte, ziel, where=where)
+
+
+def plan_objekte(
+    report: ContainerReport,
+    objekte: Sequence[Schriftgutobjekt],
+    ziel: Ziel,
+    *,
+    where: str,
+) -> Plan:
+    """The import plan of some top-level objects of a checked message (FVDaten: one each).
+
+    Unlike ``plan_import`` the report's findings are not looked at: the caller
+    decided the message is usable.
+
+    Raises:
+        PermanentDeliveryError: the DMS cannot hold the objects.
+    """
+    nachricht = report.nachricht.model_copy(update={"schriftgutobjekte": tuple(objekte)})
     hashes = {e.name: e for e in report.entries if e.role == "primaerdokument"}
     return _plan(nachricht, report.checked.detected.root, hashes, ziel, where)
 

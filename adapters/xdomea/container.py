@@ -499,6 +499,25 @@ class ContainerWriter:
                 return self._write(name, _chunks(stream), "primaerdokument", compress=compress)
         return self._write(name, _chunks(source), "primaerdokument", compress=compress)
 
+    def add_unreferenced(self, name: str, source: Path | IO[bytes]) -> ContainerEntry:
+        """Stream a file the message names otherwise than by ``Primaerdokument/Dateiname``.
+
+        An FVDaten 0630 answering a 0631 names the exported documents as its
+        ``Ablageort``; readers list such entries as ``unreferenced`` (a warning).
+
+        Raises:
+            IncompleteContainer: the message references ``name`` (add it with
+                ``add_document``) or it was added.
+        """
+        if name in self._referenced or name in self._added:
+            raise IncompleteContainer(f"{name} is referenced by the message or was already added")
+        _safe_name(name, where=self.file_name)
+        compress = PurePosixPath(name).suffix.lower() not in _COMPRESSED_SUFFIXES
+        if isinstance(source, Path):
+            with source.open("rb") as stream:
+                return self._write(name, _chunks(stream), "unreferenced", compress=compress)
+        return self._write(name, _chunks(source), "unreferenced", compress=compress)
+
     def _write(
         self, name: str, chunks: Iterator[bytes], role: str, *, compress: bool
     ) -> ContainerEntry:

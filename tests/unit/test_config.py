@@ -118,3 +118,42 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
     """A path that does not exist gives a one-line error."""
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+FVDATEN_AND_SOAP = """
+[destinations.fv]
+type = "fvdaten"
+backend = "filesystem"
+directory = "dms"
+
+[destinations.partner]
+type = "soap"
+wsdl = "partner.wsdl"
+operation = "CreateFileGI"
+
+[destinations.partner.parameters]
+shortname = "string(//xdomea:Akte/xdomea:AllgemeineMetadaten/xdomea:Betreff)"
+"userformsdata.ref" = "'x'"
+
+[destinations.partner.response]
+fields = { id = "objid" }
+success_field = "status"
+"""
+
+
+def test_fvdaten_and_soap_destinations_load_with_paths_resolved(tmp_path: Path) -> None:
+    """An fvdaten destination's DMS folder and a soap destination's WSDL file are made absolute."""
+    text = MINIMAL.format(digest=token_digest("s")) + FVDATEN_AND_SOAP
+
+    config = load_config(write(tmp_path, text))
+
+    assert config.destinations["fv"].directory == tmp_path / "dms"  # type: ignore[union-attr]
+    assert config.destinations["partner"].wsdl == str(tmp_path / "partner.wsdl")  # type: ignore[union-attr]
+
+
+def test_a_soap_parameter_that_is_no_xpath_is_explained(tmp_path: Path) -> None:
+    """A broken XPath names the parameter and says it is no XPath 1.0 expression."""
+    text = MINIMAL.format(digest=token_digest("s")) + FVDATEN_AND_SOAP.replace("\"'x'\"", '"//["')
+
+    with pytest.raises(ConfigError, match=r"parameters\.userformsdata\.ref.*XPath"):
+        load_config(write(tmp_path, text))

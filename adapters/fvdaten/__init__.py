@@ -1,0 +1,1 @@
+"""FVDaten: a Fachverfahren's requests carried out on the DMS and answered with a 0630."""
