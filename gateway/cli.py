@@ -610,10 +610,13 @@ def _demo_journal_url(
 @cli.command()
 @click.option(
     "--scenario",
-    type=click.Choice(["abgabe"]),
+    type=click.Choice(["abgabe", "xta"]),
     default="abgabe",
     show_default=True,
-    help="Which end-to-end flow to run.",
+    help=(
+        "Which end-to-end flow to run: abgabe = two Kommunen exchange an Abgabe; xta = a "
+        "Fachverfahren files a Dokument into the DMS over XTA 2 and fetches the answer."
+    ),
 )
 @click.option(
     "--container",
@@ -661,6 +664,14 @@ def _demo_journal_url(
         "else ../shared/wsdl/dmsin/dmsin-eai-1.10.wsdl beside the project."
     ),
 )
+@click.option(
+    "--xta-wsdl",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=(
+        "XTA.wsdl for --scenario xta (its .xsd files beside it). Default: $IKZ_XTA_WSDL, "
+        "else ../shared/wsdl/xta2/XTA.wsdl beside the project."
+    ),
+)
 def demo(
     scenario: str,
     container: Path | None,
@@ -669,6 +680,7 @@ def demo(
     journal: str | None,
     dms: str,
     dms_wsdl: Path | None,
+    xta_wsdl: Path | None,
 ) -> None:
     """Run an end-to-end Abgabe between two Kommunen and check every document and receipt.
 
@@ -681,6 +693,8 @@ def demo(
     from gateway.demo import run_demo
 
     click.echo(f"ikz-gateway demo: scenario {scenario}")
+    if scenario == "xta":
+        _demo_xta(workdir, xta_wsdl, dms_wsdl)
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
         # --workdir keeps everything, journals included: its gateway.toml files use them.
@@ -706,6 +720,23 @@ def demo(
                 dms=dms,
                 dms_wsdl=dms_wsdl,
             )
+    sys.exit(0 if passed else 1)
+
+
+def _demo_xta(workdir: Path | None, xta_wsdl: Path | None, dms_wsdl: Path | None) -> None:
+    """``demo --scenario xta`` (``gateway/demo_xta.py``); exits 0 only when it passed."""
+    import tempfile
+
+    from gateway import demo_dms, demo_xta
+
+    wsdls = {"xta_wsdl": demo_xta.find_wsdl(xta_wsdl), "dms_wsdl": demo_dms.find_wsdl(dms_wsdl)}
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        passed = demo_xta.run_xta_demo(workdir, echo=click.echo, **wsdls)
+        click.echo(f"  files kept in {workdir}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="ikz-demo-xta-") as tmp:
+            passed = demo_xta.run_xta_demo(Path(tmp), echo=click.echo, **wsdls)
     sys.exit(0 if passed else 1)
 
 
