@@ -8,10 +8,8 @@ message-box store.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 
@@ -25,8 +23,6 @@ from gateway.errors import NotFound
 from gateway.intake import Intake, Submission
 from gateway.journal.store import Journal
 
-_CHUNK = 1024 * 1024
-
 
 class GatewayBackend:
     """``adapters.xta.server.Backend`` over this gateway's intake and journal."""
@@ -39,16 +35,16 @@ class GatewayBackend:
 
     async def submit(
         self,
-        path: Path,
+        chunks: AsyncIterator[bytes],
         partner: PartnerConfig,
         *,
         idempotency_key: str | None,
         file_name: str | None,
     ) -> str:
-        """Journal the file at ``path`` as sent by ``partner`` over XTA."""
+        """Journal the content as sent by ``partner`` over XTA."""
         xta = self._config.xta
         accepted = await self._intake.submit(
-            _file_chunks(path),
+            chunks,
             Submission(
                 partner=partner,
                 channel="xta",
@@ -105,12 +101,3 @@ def install(
         await msgbox.close()
 
     app.cleanup_ctx.append(store)
-
-
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    handle = await asyncio.to_thread(path.open, "rb")
-    try:
-        while chunk := await asyncio.to_thread(handle.read, _CHUNK):
-            yield chunk
-    finally:
-        handle.close()

@@ -86,13 +86,13 @@ class Backend(Protocol):
 
     async def submit(
         self,
-        path: Path,
+        chunks: AsyncIterator[bytes],
         partner: PartnerConfig,
         *,
         idempotency_key: str | None,
         file_name: str | None,
     ) -> str:
-        """Hand the file at ``path`` to intake as ``partner`` (channel ``xta``); the message id.
+        """Hand the content to intake as ``partner`` (channel ``xta``); the message id.
 
         Raises:
             IntakeRejected: refused; nothing was kept.
@@ -351,25 +351,27 @@ class XtaService:
                 "the GenericContentContainer holds xenc:EncryptedData; this gateway takes "
                 "unencrypted ContentContainers only (the transport is TLS-protected)",
             )
-        staged: list[StagedBlob] = []
-        try:
-            payloads = await self._payloads(container, call.parts, staged)
-            path, file_name = await self._content(payloads)
+        key = f"xta:{xta_id}" if xta_id else None
+        streamed = await self._streamed(container, call.parts)
+        if streamed is not None:
+            # The common case, one MTOM part: straight into intake, staged once.
+            chunks, file_name = streamed
+            message_id = await self._submit(chunks, call.partner, key, file_name)
+        else:
+            staged: list[StagedBlob] = []
             try:
-                message_id = await self._backend.submit(
-                    path,
-                    call.partner,
-                    idempotency_key=f"xta:{xta_id}" if xta_id else None,
-                    file_name=file_name,
-                )
-            except IntakeRejected as exc:
-                raise _refused(exc) from exc
+                payloads = await self._payloads(container, call.parts, staged)
+                path, file_name = await self._content(payloads)
+                try:
+                    message_id = await self._submit(
+                        _file_chunks(path), call.partner, key, file_name
+                    )
+                finally:
+                    if path not in (p.path for p in staged):
+                        path.unlink(missing_ok=True)
             finally:
-                if path not in (p.path for p in staged):
-                    path.unlink(missing_ok=True)
-        finally:
-            for blob in staged:
-                self._blobs.discard(blob)
+                for blob in staged:
+                    self._blobs.discard(blob)
         if xta_id is not None:
             try:
                 await self._msgbox.record_sent(
@@ -384,6 +386,55 @@ class XtaService:
                 ) from exc
         log.info("xta_message_received", message_id=message_id, xta_message_id=xta_id)
         return [], []
+
+    async def _submit(
+        self,
+        chunks: AsyncIterator[bytes],
+        partner: PartnerConfig,
+        key: str | None,
+        file_name: str | None,
+    ) -> str:
+        try:
+            return await self._backend.submit(
+                chunks, partner, idempotency_key=key, file_name=file_name
+            )
+        except IntakeRejected as exc:
+            if exc.kind == "too-large":
+                raise self._too_large() from exc
+            raise _refused(exc) from exc
+
+    async def _streamed(
+        self, container: etree._Element, parts: MultipartReader | None
+    ) -> tuple[AsyncIterator[bytes], str | None] | None:
+        """The Message's MTOM part as a stream, when it is the request's only payload."""
+        message = container.find(f"{{{XTA}}}Message")
+        include = message.find(f"{{{XOP}}}Include") if message is not None else None
+        if (
+            parts is None
+            or message is None
+            or include is None
+            or container.find(f"{{{XTA}}}Attachment") is not None
+        ):
+            return None
+        href = include.get("href", "")
+        if not href.startswith("cid:"):
+            raise _invalid(f"xop:Include href {href!r} is not a cid: reference")
+        wanted = unquote(href[4:])
+        while (part := await parts.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise _invalid("nested multipart parts are not supported")
+            if part.headers.get("Content-ID", "").strip().strip("<>") == wanted:
+                return _part_chunks(part), message.get("filename")
+            await part.release()
+        raise _invalid(f"the request refers to MIME part {wanted} that it does not contain")
+
+    def _too_large(self) -> XtaFault:
+        return XtaFault(
+            Exception_.PARAMETER_IS_NOT_VALID,
+            "9023",
+            f"a payload exceeds this gateway's XTA limit of {self._config.max_message_bytes} "
+            "bytes; send a smaller message or ask the operator to raise [xta] max_message_bytes",
+        )
 
     async def send_message_sync(
         self, call: _Call
@@ -445,16 +496,10 @@ class XtaService:
         ]
 
     async def _stage(self, chunks: AsyncIterator[bytes]) -> StagedBlob:
-        limit = self._config.max_message_bytes
         try:
-            return await self._blobs.stage(chunks, max_bytes=limit)
+            return await self._blobs.stage(chunks, max_bytes=self._config.max_message_bytes)
         except BlobTooLarge as exc:
-            raise XtaFault(
-                Exception_.PARAMETER_IS_NOT_VALID,
-                "9023",
-                f"a payload exceeds this gateway's XTA limit of {limit} bytes; send a smaller "
-                "message or ask the operator to raise [xta] max_message_bytes",
-            ) from exc
+            raise self._too_large() from exc
 
     async def _content(
         self, payloads: list[tuple[StagedBlob, str | None]]
@@ -886,6 +931,15 @@ async def _read_limited(source: BodyPartReader | StreamReader, limit: int, what:
 async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     while chunk := await part.read_chunk(_CHUNK):
         yield chunk
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    handle = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(handle.read, 1024 * 1024):
+            yield chunk
+    finally:
+        handle.close()
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
