@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
+
+import pytest
+import zeep.exceptions
+import zeep.helpers
 
 from adapters.xdomea.validation import check_message
 from tests.delivery_support import eventually
@@ -107,3 +112,87 @@ async def test_receipts_wait_in_the_senders_message_box_until_closed(tmp_path: P
 
 def _nachrichtentyp(xml: bytes) -> str:
     return check_message(xml).detected.typ.code
+
+
+async def _receipts_waiting(xta: Client, tmp_path: Path) -> None:
+    await _send_inline(xta, container(tmp_path), await new_message_id(xta))
+
+    async def both_waiting() -> bool:
+        return len(await _status_list(xta)) == 2
+
+    await eventually(both_waiting, what="0403 and 0402 wait in A's box")
+
+
+async def test_get_next_message_iterates_the_box_and_ends_with_a_fault(tmp_path: Path) -> None:
+    """getMessage gives the oldest, getNextMessage the next; after the last: InvalidMessageID."""
+    async with running_gateway(xta_config(tmp_path)) as gateway:
+        xta = gateway.client()
+        await _receipts_waiting(xta, tmp_path)
+        first = await call(xta.box.getMessage)
+        second = await _next(xta, first)
+        with pytest.raises(zeep.exceptions.Fault) as raised:
+            await _next(xta, second)
+    fetched = [
+        str(answer.header.MessageMetaData.MsgIdentification.MessageID._value_1)
+        for answer in (first, second)
+    ]
+    assert len(set(fetched)) == 2
+    assert first.header.FetchResponseHeader.ItemsPending == 1
+    assert raised.value.detail[0].tag.endswith("InvalidMessageIDException")
+
+
+async def test_fetched_messages_keep_their_bytes(tmp_path: Path) -> None:
+    """A message fetched from the box has the SHA-256 the journal recorded for it."""
+    async with running_gateway(xta_config(tmp_path)) as gateway:
+        xta = gateway.client()
+        await _receipts_waiting(xta, tmp_path)
+        answer = await call(xta.box.getMessage)
+        data = bytes(answer.body.ContentContainer.Message._value_1)
+        size = answer.body.ContentContainer.Message.size
+    assert size == len(data)
+    assert check_message(data).detected.typ.code in ("0402", "0403")
+
+
+async def test_lookup_service_knows_the_readers_it_routes_to(tmp_path: Path) -> None:
+    """A Reader the gateway routes to is available; any other is not."""
+    async with running_gateway(xta_config(tmp_path)) as gateway:
+        xta = gateway.client()
+        answer = await call(
+            xta.management.lookupService,
+            LookupServiceRequestList=[
+                {
+                    "LookupService": {
+                        "Reader": {"Identifier": {"_value_1": kennung, "type": "xoev"}},
+                        "ServiceType": "urn:xoev-de:xdomea:service",
+                    }
+                }
+                for kennung in ("060:4711", "060:9999")
+            ],
+        )
+    # zeep unwraps the response's single child, the result list.
+    results = answer
+    # zeep's choice parser drops a ServiceIsAvailable of false (a falsy value looks
+    # unmatched to it), so the unknown Reader shows as no value rather than False.
+    available = [r.IsServiceAvailableValue.__values__.get("ServiceIsAvailable") for r in results]
+    assert available[0] is True
+    assert available[1] is not True
+
+
+async def test_request_the_xta_schema_refuses_is_a_parameter_fault(tmp_path: Path) -> None:
+    """maxListItems="0" violates the OSCI schema: ParameterIsNotValidException 9022 names it."""
+    async with running_gateway(xta_config(tmp_path)) as gateway:
+        xta = gateway.client()
+        with pytest.raises(zeep.exceptions.Fault) as raised:
+            await call(xta.box.getStatusList, maxListItems=0)
+    assert raised.value.detail[0].tag.endswith("ParameterIsNotValidException")
+    assert "maxListItems" in raised.value.message
+    assert "does not conform to the XTA 2 schema" in raised.value.message
+
+
+async def _next(xta: Client, previous: Any) -> Any:
+    """getNextMessage after ``previous`` (a getMessage or getNextMessage answer)."""
+    return await call(
+        xta.box.getNextMessage,
+        MsgBoxRequestID=previous.header.FetchResponseHeader.MsgBoxRequestID,
+        LastMsgReceived=[previous.header.MessageMetaData.MsgIdentification.MessageID],
+    )
