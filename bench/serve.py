@@ -2,9 +2,9 @@
 
 Every benchmark that runs the real gateway runs the same one: the Landesarchiv
 (``LA:LAB``) accepting small Abgaben from Stadt Beispielstadt (``060:0815``) and
-filing them in a filesystem transfer folder. Only the journal URL and the folders
-differ (SQLite in its own folder, or one PostgreSQL database shared by several
-processes).
+filing them in a filesystem transfer folder, without producing receipts. Only the
+journal URL and the folders differ (SQLite in its own folder, or one PostgreSQL
+database shared by several processes).
 """
 
 from __future__ import annotations
@@ -76,6 +76,11 @@ concurrency = {CONCURRENCY}
 [[routes]]
 empfaenger = "LA:LAB"
 destination = "archiv"
+
+# One-way: the benchmarks measure intake and delivery. Receipts (0403/0402) would be
+# further messages, and without a route back to the Stadt they could only be retried.
+[processes]
+auto_receipts = false
 """,
         encoding="utf-8",
     )

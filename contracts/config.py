@@ -388,8 +388,19 @@ class FvdatenDestination(DmsBackendConfig):
     """
 
     type: Literal["fvdaten"]
+    #: Behördenkennungen of the Fachverfahren whose requests are carried out; a request
+    #: from any other Absender is answered with 0000005 and touches nothing. Required:
+    #: routes match the Empfänger only, and the DMS is not every partner's business.
+    fachverfahren: tuple[str, ...] = Field(min_length=1)
     #: Most objects one 0608 SGOSuchen answer lists.
     max_search_results: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("fachverfahren")
+    @classmethod
+    def _kennungen(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for kennung in value:
+            _check_kennung(kennung)
+        return value
 
 
 class SoapFaultRules(_Strict):

@@ -63,10 +63,12 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
     def accepted() -> None:
         if worker is not None:
             worker.notify()
+
+    def receipts_owed() -> None:
         if producer is not None:
             producer.notify()
 
-    intake = Intake(config, journal, blobs, on_accepted=accepted)
+    intake = Intake(config, journal, blobs, on_accepted=accepted, on_receipts_owed=receipts_owed)
     destinations = build_destinations(config, IntakeOutbox(intake, local_sender(config)))
     worker = Worker(config, journal, blobs, destinations, worker_id=worker_id(config))
     producer = ReceiptProducer(

@@ -93,6 +93,7 @@ token_sha256 = "{digest}"
 
 [destinations.fvdaten]
 type = "fvdaten"
+fachverfahren = ["060:0815-FV"]
 backend = "dmsin"
 aktenplan_default = "{aktenplaneintrag}"
 initial_backoff_seconds = 0.2

@@ -99,6 +99,7 @@ class Intake:
         *,
         limits: ContainerLimits | None = None,
         on_accepted: Callable[[], None] | None = None,
+        on_receipts_owed: Callable[[], None] | None = None,
     ) -> None:
         """Intake over an open journal and blob store.
 
@@ -109,12 +110,16 @@ class Intake:
             limits: container limits for the checks; the defaults otherwise.
             on_accepted: called after each newly journaled message (not for duplicates),
                 e.g. to wake the delivery worker instead of waiting for its next poll.
+            on_receipts_owed: called after a newly journaled message that owes receipts,
+                e.g. to wake the receipt producer (not for every message: each wake-up
+                costs the producer a look into the journal).
         """
         self._config = config
         self._journal = journal
         self._blobs = blobs
         self._limits = limits or ContainerLimits()
         self._on_accepted = on_accepted
+        self._on_receipts_owed = on_receipts_owed
 
     async def submit(
         self,
@@ -266,6 +271,8 @@ class Intake:
             )
             if self._on_accepted is not None:
                 self._on_accepted()
+            if receipts and self._on_receipts_owed is not None:
+                self._on_receipts_owed()
         return accepted
 
 

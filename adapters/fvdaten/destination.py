@@ -80,6 +80,7 @@ class FVDatenDestination:
                 aktenplan=mapping.Aktenplan(config.aktenplan, config.aktenplan_default),
                 ablage=config.ablage,
             ),
+            fachverfahren=config.fachverfahren,
             max_search_results=config.max_search_results,
         )
 

@@ -18,6 +18,9 @@ code  request                   DMS calls → answer
                                 the answer's container, Ablageort = their entry names
 ====  ========================  ==============================================================
 
+Only requests whose Absender is one of the configured Fachverfahren are carried
+out; any other is answered with 0000005 and touches nothing.
+
 Errors: a request the DMS refuses, an unknown UUID, an invalid value is answered
 (``Erfolgreich`` 0 and the request's SpezifischeFehlermeldung code, in 3.x with
 a SonstigeFehlermeldung saying what and why); other request types are answered
@@ -30,7 +33,7 @@ earlier attempt made, Metadaten already set to the same value count as set.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -97,11 +100,14 @@ class FVDatenService:
         port: DmsPort,
         ziel: DmsZiel,
         *,
+        fachverfahren: Collection[str],
         max_search_results: int = 100,
         locks: UuidLocks | None = None,
     ) -> None:
+        """A service on ``port`` for the Fachverfahren with the Behördenkennungen given."""
         self.port = port
         self.ziel = ziel
+        self.fachverfahren = frozenset(fachverfahren)
         self.max_search_results = max_search_results
         self._locks = locks or UuidLocks()
 
@@ -123,6 +129,13 @@ class FVDatenService:
             if not anfrage.report.valid:
                 raise _Abgelehnt(
                     fv.XML_UNGUELTIG, f"the {code} is not valid xdomea {detected.version}"
+                )
+            absender = anfrage.report.nachricht.kopf.absender.behoerdenkennung
+            if absender is None or str(absender) not in self.fachverfahren:
+                raise _Abgelehnt(
+                    fv.FACHVERFAHREN_UNBEKANNT,
+                    f"Absender {absender or 'without Behördenkennung'} is no Fachverfahren this "
+                    "DMS serves; the operator lists it in the destination's fachverfahren",
                 )
             if code not in SUPPORTED:
                 raise _Abgelehnt(

@@ -25,24 +25,21 @@ Error mapping:
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import os
 import secrets
 import threading
 from pathlib import Path
 
+from adapters.transfer.local import publish
 from adapters.xdomea import naming
 from contracts.config import FilesystemDestination
 from contracts.delivery import Outbound
 from contracts.xdomea import MessageType
-from gateway.durable import create_exclusive, file_sha256, fsync_dir
+from gateway.durable import create_exclusive
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
 _CHUNK = 1024 * 1024
-
-#: errno values meaning "this filesystem cannot hard-link", not "something is wrong".
-_NO_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK})
 
 
 class FilesystemTransfer:
@@ -152,26 +149,4 @@ def _copy_verified(item: Outbound, temp: Path, cancelled: threading.Event) -> No
 
 
 def _publish(temp: Path, target: Path, item: Outbound) -> None:
-    try:
-        os.link(temp, target)
-    except FileExistsError:
-        _require_same(target, item)
-        return
-    except OSError as exc:
-        if exc.errno not in _NO_LINKS:
-            raise
-        if target.exists():
-            _require_same(target, item)
-            return
-        os.replace(temp, target)
-    fsync_dir(target.parent)
-
-
-def _require_same(target: Path, item: Outbound) -> None:
-    """Accept an existing file only if it is this very message (a redelivery)."""
-    if target.stat().st_size == item.size and file_sha256(target) == item.blob_sha256:
-        return
-    raise TransientDeliveryError(
-        f"{target} already holds a different message that has not been imported yet; "
-        "delivery waits until the importer has taken it"
-    )
+    publish(temp, target, size=item.size, sha256=item.blob_sha256)

@@ -88,6 +88,7 @@ EMPFANG_ELEMENT = "FVDaten.EmpfangBestaetigen.0629"
 ERFOLG = "0000000"
 DMS_NICHT_VERFUEGBAR = "0000001"
 KENNUNG_UNBEKANNT = "0000003"
+FACHVERFAHREN_UNBEKANNT = "0000005"
 XML_UNGUELTIG = "0000008"
 STAPEL_UNGUELTIG = "0000013"
 UNBEKANNTER_FEHLER = "0000499"
@@ -97,10 +98,12 @@ CODES: Mapping[str, str] = {
     ERFOLG: "Ausführung wurde erfolgreich beendet.",
     DMS_NICHT_VERFUEGBAR: "Das DMS ist nicht verfügbar oder antwortet nicht in angemessener Zeit.",
     KENNUNG_UNBEKANNT: "Die Kennung ist dem DMS nicht bekannt.",
+    FACHVERFAHREN_UNBEKANNT: "Die ID des Fachverfahrens ist unbekannt.",
     XML_UNGUELTIG: "Die übergebene XML-Struktur entspricht nicht dem Schema.",
     STAPEL_UNGUELTIG: "Die Länge des Stapels stimmt nicht mit der Anzahl der Objekte überein.",
     UNBEKANNTER_FEHLER: "Unbekannter Fehler (Fachverfahren an DMS).",
     "0602001": "Die ID des Dokuments ist unbekannt/ungültig.",
+    "0602002": "Das Dokument kann nicht geöffnet werden.",
     "0602003": "Die Versionsnummer ist ungültig.",
     "0604001": "Die ID des Containerobjekts ist unbekannt/ungültig.",
     "0604002": "Der Schriftgutobjekttyp ist nicht definiert.",
@@ -113,6 +116,7 @@ CODES: Mapping[str, str] = {
     "0609006": "Das Metadatum kann nicht angelegt werden.",
     "0609008": "Der Wert für das Metadatum wurde nicht angegeben.",
     "0610001": "Die ID des Objektes ist unbekannt/ungültig.",
+    "0610002": "Der Name des Metadatums ist ungültig.",
     "0610005": "Das Metadatum kann nicht aktualisiert werden.",
     "0610007": "Der Wert des Metadatums wurde nicht gesetzt.",
     "0625001": "Die Systemstatus-ID ist unbekannt/ungültig.",

@@ -57,6 +57,7 @@ token_sha256 = "{digest}"
 [destinations.fvdaten]
 type = "fvdaten"
 backend = "dmsin"
+fachverfahren = ["060:0815-FV"]
 initial_backoff_seconds = 0.2
 max_backoff_seconds = 1.0
 

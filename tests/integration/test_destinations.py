@@ -160,7 +160,7 @@ async def test_different_message_under_a_taken_name_waits_for_the_importer(
     destination = transfer(transfer_dir)
     await destination.deliver(first)
 
-    with pytest.raises(TransientDeliveryError, match="not been imported yet"):
+    with pytest.raises(TransientDeliveryError, match="not been taken away yet"):
         await destination.deliver(second)
 
     assert [p.read_bytes() for p in transfer_dir.iterdir()] == [message.container]

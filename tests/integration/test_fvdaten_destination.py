@@ -71,7 +71,10 @@ def config(tmp_path: Path, *, route_back: bool = True) -> GatewayConfig:
         ),
         destinations={
             "fvdaten": FvdatenDestination(
-                type="fvdaten", backend="filesystem", directory=tmp_path / "dms"
+                type="fvdaten",
+                backend="filesystem",
+                directory=tmp_path / "dms",
+                fachverfahren=("060:0815-FV",),
             ),
             "postfach": FilesystemDestination(type="filesystem", directory=tmp_path / "postfach"),
         },
@@ -206,3 +209,38 @@ async def test_a_request_asking_for_empfangsbestaetigung_gets_a_0629_before_the_
     (empfang,) = [m for m in await rt.journal.process(prozess_id) if m.nachrichtentyp == "0629"]
     assert codes == ["0629", "0630"]
     assert check_message(rt.blobs.path(empfang.blob_sha256).read_bytes()).findings == ()
+
+
+@pytest.mark.parametrize("version", ["2.3.0", "2.4.0", "3.0.0"])
+async def test_answer_to_an_older_version_is_valid_in_that_version(
+    rt: Runtime, tmp_path: Path, pdf_bytes: bytes, version: str
+) -> None:
+    """A 0604 in 2.3.0, 2.4.0 or 3.0.0 is answered with a schema-valid 0630 of that version."""
+    xml = fv.erstellen(version, fv.akte())
+    path, _ = write_container(tmp_path / "request", xml, fv.documents_of(xml, pdf_bytes))
+    prozess_id = check_message(xml).read().kopf.prozess_id
+
+    await rt.destination.deliver(await rt.outbound(path.read_bytes(), kind="container"))
+
+    (answer,) = await rt.answers(prozess_id)
+    checked = check_message(rt.blobs.path(answer.blob_sha256).read_bytes())
+    assert checked.findings == ()
+    assert checked.detected.version == version
+    assert fvdaten.read_antwort(checked).erfolgreich
+
+
+async def test_a_redelivery_whose_answer_changed_keeps_the_first_answer(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    """A 0625 redelivered after the DMS went down builds other bytes; the first answer stands."""
+    xml = fv.REQUESTS["0625"]("3.1.0")
+    prozess_id = check_message(xml).read().kopf.prozess_id
+    item = await rt.outbound(xml, kind="message")
+    await rt.destination.deliver(item)
+    rt.dms.rmdir()
+
+    await rt.destination.deliver(item.model_copy(update={"attempt": 2}))
+
+    (answer,) = await rt.answers(prozess_id)
+    antwort = fvdaten.read_antwort(check_message(rt.blobs.path(answer.blob_sha256).read_bytes()))
+    assert antwort.codes() == (fvdaten.ERFOLG,)

@@ -26,6 +26,8 @@ from gateway.errors import TransientDeliveryError
 from tests import fvdaten_support as fv
 from tests.dms_support import Sim, dmsin_config, running_sim
 
+FV_KENNUNG = str(fv.FACHVERFAHREN.behoerdenkennung)
+
 
 @dataclass
 class Dms:
@@ -54,13 +56,15 @@ async def dms(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[D
         root.mkdir()
         port: DmsPort = FilesystemDms(root)
         aktenplan = mapping.Aktenplan({}, None)
-        yield Dms("filesystem", port, FVDatenService(port, DmsZiel("dms", aktenplan)), root=root)
+        service = FVDatenService(port, DmsZiel("dms", aktenplan), fachverfahren=[FV_KENNUNG])
+        yield Dms("filesystem", port, service, root=root)
         return
     async with running_sim(tmp_path / "sim") as sim:
         port = DmsinPort(dmsin_config(sim))
         aktenplan = mapping.Aktenplan({"63.01": sim.aktenplaneintrag}, None)
         try:
-            yield Dms("dmsin", port, FVDatenService(port, DmsZiel("dms", aktenplan)), sim=sim)
+            service = FVDatenService(port, DmsZiel("dms", aktenplan), fachverfahren=[FV_KENNUNG])
+            yield Dms("dmsin", port, service, sim=sim)
         finally:
             await port.close()
 
@@ -405,3 +409,71 @@ async def test_metadaten_errors_carry_their_codes(
     assert missing.meldungen[0].code == "0610005"
     assert reserved.meldungen[0].code == "0609002"
     assert unknown.meldungen[0].code == "0609001"
+
+
+# --------------------------------------------------------------------------- who may ask
+
+
+async def test_a_request_from_another_absender_is_answered_with_0000005_and_touches_nothing(
+    dms: Dms, tmp_path: Path, pdf_bytes: bytes
+) -> None:
+    """Only the configured Fachverfahren are served; anyone else gets 0000005, nothing is filed."""
+    xml = fv.erstellen("3.1.0", fv.akte(), absender=fv.DMS)
+
+    antwort = await answer(dms, tmp_path, xml, fv.documents_of(xml, pdf_bytes))
+
+    assert antwort.meldungen[0].code == fvdaten.FACHVERFAHREN_UNBEKANNT
+    assert antwort.rueckgaben == ()
+    assert await dms.port.locate(fv.AKTE_UUID) is None
+
+
+# --------------------------------------------------------------------------- 0605
+
+
+async def test_sgo_ablegen_files_a_stapel_and_answers_each_object_by_number(
+    dms: Dms, tmp_path: Path, pdf_bytes: bytes
+) -> None:
+    """A 0605 Stapel of two Dokumente into the Akte answers both, numbered, with addresses."""
+    await created_akte(dms, tmp_path, pdf_bytes)
+    first, second = fv.dokument("a.pdf", betreff="Anlage A"), fv.dokument("b.pdf", betreff="B")
+    xml = fvdaten.build_sgo_ablegen_0605(
+        "3.1.0",
+        [
+            fvdaten.Erstellen(objekt=first, fachverfahren_objekt_id="A", id_container=fv.AKTE_UUID),
+            fvdaten.Erstellen(
+                objekt=second, fachverfahren_objekt_id="B", id_container=fv.AKTE_UUID
+            ),
+        ],
+        fv.kopf(),
+    )
+
+    antwort = await answer(dms, tmp_path / "2", xml, fv.documents_of(xml, pdf_bytes))
+
+    assert antwort.codes() == (fvdaten.ERFOLG,)
+    assert [(r.nummer_im_stapel, r.idsgo) for r in antwort.rueckgaben] == [
+        (1, first.uuid),
+        (2, second.uuid),
+    ]
+    assert [r.ablageort for r in antwort.rueckgaben] == [
+        await dms.port.locate(first.uuid),
+        await dms.port.locate(second.uuid),
+    ]
+
+
+async def test_sgo_ablegen_into_an_unknown_container_is_answered_with_0605001(
+    dms: Dms, tmp_path: Path
+) -> None:
+    """The 0605 reports an unknown IDContainer with its own code, 0605001."""
+    xml = fvdaten.build_sgo_ablegen_0605(
+        "3.1.0",
+        [
+            fvdaten.Erstellen(
+                objekt=DokumentSpec(betreff="x"), fachverfahren_objekt_id="A", id_container=fv.UUID
+            )
+        ],
+        fv.kopf(),
+    )
+
+    antwort = await answer(dms, tmp_path, xml)
+
+    assert antwort.meldungen[0].code == "0605001"

@@ -155,6 +155,21 @@ async def test_on_accepted_is_called_for_new_messages_only(
     assert len(calls) == 1
 
 
+async def test_receipt_producer_is_woken_only_for_messages_that_owe_receipts(
+    config: GatewayConfig, journal: Journal, blobs: BlobStore
+) -> None:
+    """A 0401 addressed to this node wakes it; a relayed one and a duplicate do not."""
+    calls: list[None] = []
+    intake = Intake(config, journal, blobs, on_receipts_owed=lambda: calls.append(None))
+    data = bare_message()
+
+    await intake.submit(chunks_of(data), from_partner(config))
+    await intake.submit(chunks_of(data), from_partner(config))
+    await intake.submit(chunks_of(bare_message(empfaenger=KOMMUNE_C)), from_partner(config))
+
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize(
     ("data", "kind"),
     [

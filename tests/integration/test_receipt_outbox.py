@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from contracts.builders import ObjectResult
 from contracts.journal import ReceiptState
 from gateway.journal.store import Journal
@@ -62,3 +64,25 @@ async def test_a_receipt_is_recorded_produced_only_once(journal: Journal) -> Non
     assert await journal.receipt_done(task, ReceiptState.PRODUCED, receipt_message_id="r1")
     assert not await journal.receipt_done(task, ReceiptState.PRODUCED, receipt_message_id="r2")
     assert await journal.due_receipts() == []
+
+
+async def test_imports_completed_together_make_each_their_own_receipt_due(
+    journal: Journal,
+) -> None:
+    """Outcomes written in one group commit each make their own message's 0402 due."""
+    first = await journal.accept(new_message(prozess_id="p-1"), ["dms"], receipts=OWED)
+    second = await journal.accept(new_message(prozess_id="p-2"), ["dms"], receipts=OWED)
+    claims = await journal.claim("w1", limit=2, lease=LEASE)
+    failed = {"4f0c7a5e-2d55-4d5c-9a43-7c3c4a1b2d3e": ObjectResult.failed("refused")}
+
+    await asyncio.gather(
+        *(
+            journal.complete(
+                claim, "w1", imported=failed if claim.message_id == first.message_id else {}
+            )
+            for claim in claims
+        )
+    )
+
+    due = {r.message_id: r.results for r in await journal.due_receipts() if r.code == "0402"}
+    assert due == {first.message_id: failed, second.message_id: {}}

@@ -57,6 +57,7 @@ def _config(tmp_path: Path, sim: Sim) -> GatewayConfig:
         destinations={
             "fvdaten": FvdatenDestination(
                 type="fvdaten",
+                fachverfahren=("060:0815-FV",),
                 backend="dmsin",
                 dmsin=dmsin_config(sim),
                 aktenplan={"63": sim.aktenplaneintrag},

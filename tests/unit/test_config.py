@@ -125,6 +125,7 @@ FVDATEN_AND_SOAP = """
 type = "fvdaten"
 backend = "filesystem"
 directory = "dms"
+fachverfahren = ["060:0815-FV"]
 
 [destinations.partner]
 type = "soap"
@@ -156,4 +157,14 @@ def test_a_soap_parameter_that_is_no_xpath_is_explained(tmp_path: Path) -> None:
     text = MINIMAL.format(digest=token_digest("s")) + FVDATEN_AND_SOAP.replace("\"'x'\"", '"//["')
 
     with pytest.raises(ConfigError, match=r"parameters\.userformsdata\.ref.*XPath"):
+        load_config(write(tmp_path, text))
+
+
+def test_an_fvdaten_destination_without_fachverfahren_is_refused(tmp_path: Path) -> None:
+    """Whose requests an fvdaten destination serves must be said; none is an error."""
+    text = MINIMAL.format(digest=token_digest("s")) + FVDATEN_AND_SOAP.replace(
+        'fachverfahren = ["060:0815-FV"]\n', ""
+    )
+
+    with pytest.raises(ConfigError, match="fachverfahren"):
         load_config(write(tmp_path, text))
