@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,16 +11,21 @@ import pytest
 from adapters.xta.client import XtaClient
 from contracts.config import (
     GatewayConfig,
+    HttpConfig,
     NodeConfig,
+    PartnerConfig,
     RouteConfig,
+    ServerTlsConfig,
     StorageConfig,
     WorkerConfig,
     XtaDestination,
 )
 from contracts.delivery import Outbound
+from gateway import tls
 from gateway.app import send_file
-from gateway.errors import PermanentDeliveryError
+from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.journal.store import Journal
+from tests.certs import CertAuthority
 from tests.delivery_support import eventually
 from tests.intake_support import TOKEN_A, container
 from tests.xta_support import WSDL, running_gateway, xta_config
@@ -109,3 +115,93 @@ async def test_refused_message_is_a_permanent_failure(tmp_path: Path) -> None:
                 await client.deliver(item)
         finally:
             await client.close()
+
+
+async def test_gateway_a_delivers_over_mutual_tls_with_its_client_certificate(
+    tmp_path: Path,
+) -> None:
+    """Over https, A presents its client certificate, B maps it to partner kommune-a and journals."""
+    ca = CertAuthority.create(tmp_path / "ca")
+    server = ca.issue(tmp_path / "certs-b", "kommune-b", server=True)
+    client_a = ca.issue(tmp_path / "certs-a", "kommune-a", client=True)
+    config_b = xta_config(
+        tmp_path / "b",
+        http=HttpConfig(
+            tls=ServerTlsConfig(
+                certificate=server.certificate, private_key=server.key, client_ca=ca.certificate
+            )
+        ),
+        partners=(
+            PartnerConfig(
+                id="kommune-a",
+                behoerdenkennung="060:0815",
+                certificate_sha256=(client_a.fingerprint,),
+            ),
+        ),
+    )
+    assert config_b.http.tls is not None
+    (tmp_path / "a").mkdir()
+    data = container(tmp_path)
+    upload = tmp_path / "a" / "abgabe.zip"
+    upload.write_bytes(data)
+    async with running_gateway(config_b, ssl=tls.server_context(config_b.http.tls)) as gateway_b:
+        destination = XtaDestination(
+            type="xta",
+            wsdl=str(WSDL),
+            endpoint=gateway_b.url,
+            reader="060:4711",
+            ca_file=ca.certificate,
+            client_certificate=client_a.certificate,
+            client_key=client_a.key,
+        )
+        config_a = _gateway_a(tmp_path / "a", gateway_b.url).model_copy(
+            update={"destinations": {"kommune-b": destination}}
+        )
+        async with running_gateway(config_a):
+            await send_file(config_a, upload)
+
+            async def delivered_at_a() -> bool:
+                return [s for _, s, _ in await _messages(config_a)] == ["delivered"]
+
+            await eventually(delivered_at_a, what="A's delivery to B over mTLS succeeded")
+        at_b = await _messages(config_b)
+    assert ("xta", hashlib.sha256(data).hexdigest()) in [(c, sha) for c, _, sha in at_b]
+
+
+async def test_unreachable_server_is_a_transient_failure(tmp_path: Path) -> None:
+    """Nobody listening at the endpoint: the delivery is retried later."""
+    blob = tmp_path / "m.xml"
+    blob.write_bytes(b"<x/>")
+    client = XtaClient(
+        "nowhere",
+        XtaDestination(
+            type="xta",
+            wsdl=str(WSDL),
+            endpoint=f"http://127.0.0.1:{_closed_port()}/xta",
+            reader="060:4711",
+            connect_timeout_seconds=2,
+        ),
+        author="060:0815",
+    )
+    item = Outbound(
+        message_id="m-2",
+        attempt=1,
+        blob_path=blob,
+        blob_sha256=hashlib.sha256(b"<x/>").hexdigest(),
+        size=4,
+        content_kind="message",
+        prozess_id="p",
+        nachrichtentyp="0401",
+        message_element="Abgabe.Abgabe.0401",
+    )
+    try:
+        with pytest.raises(TransientDeliveryError, match="unreachable"):
+            await client.deliver(item)
+    finally:
+        await client.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
