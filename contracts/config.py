@@ -661,6 +661,9 @@ class XtaServerConfig(_Strict):
     max_envelope_bytes: int = Field(default=1024 * 1024, gt=0)
     #: XTAServerIdentity in transport reports; default: the service URL.
     server_identity: str | None = None
+    #: Send fetched messages as MTOM parts (streamed) rather than inline base64. XTA.wsdl's
+    #: policy asks every party for MTOM; turn off only for a client that cannot read it.
+    mtom_responses: bool = True
 
     @field_validator("path")
     @classmethod

@@ -53,6 +53,7 @@ def xta_config(
     max_message_bytes: int = 40 * 1000 * 1000,
     partners: tuple[PartnerConfig, ...] | None = None,
     http: HttpConfig | None = None,
+    mtom_responses: bool = True,
 ) -> GatewayConfig:
     """Kommune B's gateway with ``[xta]``, journal and blobs under ``tmp_path``."""
     (tmp_path / "dms").mkdir(parents=True, exist_ok=True)
@@ -77,7 +78,9 @@ def xta_config(
             RouteConfig(empfaenger="060:4711", destination="dms"),
             RouteConfig(empfaenger="060:0815", destination="box-a"),
         ),
-        xta=XtaServerConfig(wsdl=WSDL, max_message_bytes=max_message_bytes),
+        xta=XtaServerConfig(
+            wsdl=WSDL, max_message_bytes=max_message_bytes, mtom_responses=mtom_responses
+        ),
     )
 
 

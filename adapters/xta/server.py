@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import uuid
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import structlog
 from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
@@ -121,6 +122,8 @@ class _Call:
     header: etree._Element
     body: etree._Element | None
     parts: MultipartReader | None
+    #: Files the response carries as MTOM parts: (Content-ID, path, media type).
+    attachments: list[tuple[str, Path, str]] = field(default_factory=list)
 
 
 Operation = Callable[
@@ -190,14 +193,16 @@ class XtaService:
                 # In a thread: an inline payload makes the body one large text node.
                 await asyncio.to_thread(self._schema.check, body, f"the {spec.name} request")
             with structlog.contextvars.bound_contextvars(partner=partner.id, operation=spec.name):
-                out_body, out_headers = await spec.run(self, _Call(partner, header, body, parts))
+                call = _Call(partner, header, body, parts)
+                out_body, out_headers = await spec.run(self, call)
                 log.info("xta_request_answered")
             if parts is not None:
                 await _drain(parts)
+            envelope_bytes = response(action or "", relates_to, out_body, out_headers)
+            if call.attachments:
+                return await _mtom_response(request, envelope_bytes, action, call.attachments)
             return web.Response(
-                body=response(action or "", relates_to, out_body, out_headers),
-                content_type=SOAP12_MEDIA_TYPE,
-                charset="utf-8",
+                body=envelope_bytes, content_type=SOAP12_MEDIA_TYPE, charset="utf-8"
             )
         except XtaFault as fault:
             return _fault_response(fault, action, relates_to)
@@ -694,7 +699,15 @@ class XtaService:
     async def _fetched(
         self, call: _Call, entry: BoxEntry, total: int
     ) -> tuple[list[etree._Element], list[etree._Element]]:
-        data = await asyncio.to_thread(self._blobs.path(entry.blob_sha256).read_bytes)
+        blob = self._blobs.path(entry.blob_sha256)
+        if not await asyncio.to_thread(blob.is_file):
+            raise XtaFault(
+                Exception_.TECHNICAL_PROBLEM,
+                "9030",
+                f"the content of {entry.xta_message_id} is missing from the gateway's blob "
+                "store; the operator finds the cause in its log",
+                receiver=True,
+            )
         await self._msgbox.mark_fetched(entry.seq)
         container = etree.Element(f"{{{XTA}}}GenericContentContainer")
         content = etree.SubElement(container, f"{{{XTA}}}ContentContainer")
@@ -706,7 +719,16 @@ class XtaService:
         if entry.file_name:
             message.set("filename", entry.file_name)
         message.set("size", str(entry.size))
-        message.text = base64.b64encode(data).decode("ascii")
+        kind = message.get("contentType", "application/octet-stream")
+        if self._config.mtom_responses:
+            # Streamed from the blob as a MIME part: the payload is never held whole.
+            cid = f"{entry.message_id}@ikz-gateway"
+            include = etree.SubElement(message, f"{{{XOP}}}Include", nsmap={"xop": XOP})
+            include.set("href", "cid:" + quote(cid, safe="@"))
+            call.attachments.append((cid, blob, kind))
+        else:
+            data = await asyncio.to_thread(blob.read_bytes)
+            message.text = base64.b64encode(data).decode("ascii")
         log.info("xta_msgbox_fetched", message_id=entry.message_id)
         headers = [
             self._metadata(call.partner, entry),
@@ -805,6 +827,55 @@ def _body(envelope: etree._Element, spec: _Spec) -> etree._Element | None:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+async def _mtom_response(
+    request: web.Request,
+    envelope: bytes,
+    action: str | None,
+    attachments: list[tuple[str, Path, str]],
+) -> web.StreamResponse:
+    """The response as MTOM: the envelope as root part, each file streamed as a part.
+
+    No Content-Transfer-Encoding header on the parts: zeep strips CR/LF from both
+    ends of a part declared ``binary``, which would change payloads ending in a newline.
+    """
+    boundary = "MIMEBoundary_" + uuid.uuid4().hex
+    root_id = f"root.{uuid.uuid4().hex}@ikz-gateway"
+    soap_type = SOAP12_MEDIA_TYPE + (f'; action=\\"{action}\\"' if action else "")
+    answer = web.StreamResponse(
+        headers={
+            "Content-Type": (
+                f'multipart/related; type="application/xop+xml"; boundary="{boundary}"; '
+                f'start="<{root_id}>"; start-info="{soap_type}"'
+            ),
+            "MIME-Version": "1.0",
+        }
+    )
+    await answer.prepare(request)
+    await answer.write(
+        (
+            f"--{boundary}\r\n"
+            f'Content-Type: application/xop+xml; charset=UTF-8; type="{soap_type}"\r\n'
+            f"Content-ID: <{root_id}>\r\n\r\n"
+        ).encode("ascii")
+        + envelope
+    )
+    for cid, path, media_type in attachments:
+        await answer.write(
+            (
+                f"\r\n--{boundary}\r\nContent-Type: {media_type}\r\nContent-ID: <{cid}>\r\n\r\n"
+            ).encode("ascii")
+        )
+        handle = await asyncio.to_thread(path.open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(handle.read, _CHUNK):
+                await answer.write(chunk)
+        finally:
+            handle.close()
+    await answer.write(f"\r\n--{boundary}--\r\n".encode("ascii"))
+    await answer.write_eof()
+    return answer
 
 
 def _fault_response(fault: XtaFault, action: str | None, relates_to: str | None) -> web.Response:

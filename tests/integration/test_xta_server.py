@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import zeep.exceptions
 import zeep.helpers
 
@@ -196,3 +197,25 @@ async def _next(xta: Client, previous: Any) -> Any:
         MsgBoxRequestID=previous.header.FetchResponseHeader.MsgBoxRequestID,
         LastMsgReceived=[previous.header.MessageMetaData.MsgIdentification.MessageID],
     )
+
+
+@pytest.mark.parametrize(
+    ("mtom", "media_type"), [(True, "multipart/related"), (False, "application/soap+xml")]
+)
+async def test_fetched_message_travels_as_configured(
+    tmp_path: Path, mtom: bool, media_type: str
+) -> None:
+    """getMessage answers with the payload as an MTOM part, or inline with mtom_responses off."""
+    seen: list[str] = []
+    session = requests.Session()
+    session.hooks["response"].append(
+        lambda answer, *_, **__: seen.append(answer.headers["Content-Type"])
+    )
+    async with running_gateway(xta_config(tmp_path, mtom_responses=mtom)) as gateway:
+        xta = gateway.client(session=session)
+        await _receipts_waiting(xta, tmp_path)
+        answer = await call(xta.box.getMessage)
+    data = bytes(answer.body.ContentContainer.Message._value_1)
+    assert seen[-1].startswith(media_type)
+    assert check_message(data).findings == ()
+    assert len(data) == answer.body.ContentContainer.Message.size
