@@ -418,6 +418,10 @@ def config_check(path: Path) -> None:
         config = load_config(path)
         tls_check = tls.check_files(config)
         tls_check.raise_for_errors(path)
+        if config.xta is not None and config.xta.enabled:
+            from adapters.xta.schema import XtaSchema
+
+            XtaSchema(config.xta.wsdl)  # the service cannot start without its schemas
     except GatewayError as exc:
         click.echo(f"INVALID {exc}")
         sys.exit(1)
@@ -436,6 +440,8 @@ def config_check(path: Path) -> None:
         click.echo(f"  route        {route.empfaenger} [{codes}] -> {route.destination}")
     for folder in config.dropfolders:
         click.echo(f"  dropfolder   {folder.directory} (as {folder.partner})")
+    if config.xta is not None and config.xta.enabled:
+        click.echo(f"  xta          {config.xta.path} (WSDL {config.xta.wsdl})")
     for name in missing_secrets(config):
         click.echo(f"  warning: environment variable {name} is not set")
     for warning in tls_check.warnings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,3 +49,50 @@ def test_xta_demo_without_the_wsdl_says_how_to_give_it(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "--xta-wsdl" in result.stderr
+
+
+_XTA_CONFIG = """
+[node]
+id = "stadt-musterstadt"
+behoerdenkennung = "060:0815"
+
+[xta]
+wsdl = {wsdl}
+
+[[partners]]
+id = "bau-fachverfahren"
+behoerdenkennung = "060:0815-FV"
+token_env = "IKZ_TOKEN_BAU_FV"
+
+[destinations.fv-postfach]
+type = "xta-msgbox"
+partner = "bau-fachverfahren"
+
+[[routes]]
+empfaenger = "060:0815-FV"
+destination = "fv-postfach"
+"""
+
+
+def test_config_check_shows_the_xta_service(tmp_path: Path) -> None:
+    """config check loads the XTA schemas and lists the service and the message box."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(_XTA_CONFIG.format(wsdl=json.dumps(str(SHARED / "wsdl/xta2/XTA.wsdl"))))
+
+    result = run("config", "check", str(path))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "xta          /xta" in result.stdout
+    assert "destination  fv-postfach (xta-msgbox)" in result.stdout
+
+
+def test_config_check_refuses_a_missing_xta_wsdl(tmp_path: Path) -> None:
+    """Without XTA.wsdl the configuration is invalid, and the message says where to point."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(_XTA_CONFIG.format(wsdl=json.dumps(str(tmp_path / "nowhere.wsdl"))))
+
+    result = run("config", "check", str(path))
+
+    assert result.returncode == 1
+    assert "INVALID" in result.stdout
+    assert "point xta.wsdl at XTA.wsdl" in result.stdout
