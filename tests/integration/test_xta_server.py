@@ -219,3 +219,28 @@ async def test_fetched_message_travels_as_configured(
     assert seen[-1].startswith(media_type)
     assert check_message(data).findings == ()
     assert len(data) == answer.body.ContentContainer.Message.size
+
+
+async def test_send_fetch_and_close_on_each_journal_backend(
+    tmp_path: Path, journal_url: str
+) -> None:
+    """The service, its message boxes and transport reports run on SQLite and PostgreSQL alike."""
+    async with running_gateway(xta_config(tmp_path, journal=journal_url)) as gateway:
+        xta = gateway.client()
+        xta_id = await new_message_id(xta)
+        await _send_inline(xta, container(tmp_path), xta_id)
+
+        async def both_waiting() -> bool:
+            return len(await _status_list(xta)) == 2
+
+        await eventually(both_waiting, what="0403 and 0402 wait in A's box")
+        waiting = await _status_list(xta)
+        await call(
+            xta.box.close,
+            MsgBoxRequestID="urn:ikz-gateway:msgbox:kommune-a:0",
+            LastMsgReceived=[{"_value_1": i} for i in waiting],
+        )
+        report = await call(xta.management.getTransportReport, xta_id)
+        remaining = await _status_list(xta)
+    assert remaining == []
+    assert int(report.MessageStatus.Status) == 1
