@@ -8,9 +8,9 @@ import pytest
 from lxml import etree
 
 from adapters.xta import metadata
+from adapters.xta.box_port import _attributes, _box_response
 from adapters.xta.msgbox import BoxEntry
 from adapters.xta.schema import XtaSchema
-from adapters.xta.server import _attributes, _box_response
 from adapters.xta.soap import FEHLERNUMMERN, S12, Exception_, XtaFault
 from tests.xta_support import WSDL
 
