@@ -20,6 +20,7 @@ BENCHMARKS = {
     "runtime": "bench.runtime",
     "postgres": "bench.postgres",
     "dms": "bench.dms",
+    "xta": "bench.xta",
 }
 
 

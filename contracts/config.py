@@ -558,6 +558,84 @@ class AussonderungDestination(RetryConfig):
     type: Literal["aussonderung"]
 
 
+class XtaMsgBoxDestination(RetryConfig):
+    """An XTA 2 message box: messages wait there until the partner fetches them.
+
+    The partner (a Fachverfahren connected over XTA 2) fetches with ``getStatusList``,
+    ``getMessage``/``getNextMessage`` and ``close`` from this gateway's ``[xta]`` service.
+    """
+
+    type: Literal["xta-msgbox"]
+    #: The configured partner whose box this is.
+    partner: str
+
+
+class XtaDestination(RetryConfig):
+    """An upstream XTA 2 server (e.g. an OSCI intermediary or another gateway's ``[xta]``).
+
+    Each message goes ``createMessageId`` → ``sendMessage`` (MTOM, streamed from the
+    blob) → ``getTransportReport``.
+    """
+
+    type: Literal["xta"]
+    #: The XTA WSDL: a file path or an http(s) URL.
+    wsdl: str
+    #: The service address of all three ports (SendXtaPort, MsgBoxPort, ManagementPort).
+    endpoint: str
+    #: Our identifier as Author in MessageMetaData; default: the node's Behördenkennung.
+    author: str | None = None
+    #: The recipient's identifier as Reader (e.g. its Behördenkennung).
+    reader: str
+    #: Identifier type written for Author and Reader.
+    identifier_type: str = "xoev"
+    #: WS-Security UsernameToken: user name, and the environment variable holding the password.
+    username: str | None = None
+    password_env: str | None = None
+    #: PEM bundle of the CA(s) the server's certificate must chain to; default: the system's.
+    ca_file: Path | None = None
+    #: PEM client certificate and key for mutual TLS.
+    client_certificate: Path | None = None
+    client_key: Path | None = None
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_timeout_seconds: float = Field(default=120.0, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> XtaDestination:
+        if (self.client_certificate is None) != (self.client_key is None):
+            raise ValueError("client_certificate and client_key go together; give both or neither")
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError(
+                "username and password_env go together (WS-Security UsernameToken); "
+                "give both or neither"
+            )
+        return self
+
+    def resolved(self, base: Path) -> XtaDestination:
+        """A copy with the WSDL file and TLS files made absolute against ``base``."""
+
+        def absolute(path: Path | None) -> Path | None:
+            return path if path is None or path.is_absolute() else base / path
+
+        wsdl = self.wsdl
+        if not wsdl.startswith(("http://", "https://", "file://")):
+            wsdl = str(absolute(Path(wsdl)))
+        return self.model_copy(
+            update={
+                "wsdl": wsdl,
+                "ca_file": absolute(self.ca_file),
+                "client_certificate": absolute(self.client_certificate),
+                "client_key": absolute(self.client_key),
+            }
+        )
+
+
 DestinationConfig = Annotated[
     FilesystemDestination
     | HttpDestination
@@ -565,7 +643,9 @@ DestinationConfig = Annotated[
     | FvdatenDestination
     | SoapDestination
     | ArchiveTransferDestination
-    | AussonderungDestination,
+    | AussonderungDestination
+    | XtaMsgBoxDestination
+    | XtaDestination,
     Field(discriminator="type"),
 ]
 
@@ -747,6 +827,39 @@ class OperatorConfig(_Strict):
         return self
 
 
+class XtaServerConfig(_Strict):
+    """``[xta]``: serve the XTA 2 webservice (SendXtaPort, MsgBoxPort, ManagementPort).
+
+    Fachverfahren authenticate as a configured partner: with the client certificate
+    bound to it (``[http.tls]``), or with a WS-Security UsernameToken whose Username
+    is the partner id and whose Password is the partner's token.
+    """
+
+    enabled: bool = True
+    #: The URL path all three ports are served at.
+    path: str = "/xta"
+    #: XTA.wsdl; its schemas validate every request (the project does not ship it).
+    wsdl: Path
+    #: Largest Message payload (MTOM part or decoded base64); XTA allows 40 MB.
+    max_message_bytes: int = Field(default=40 * 1000 * 1000, gt=0)
+    #: Largest SOAP envelope of an MTOM request (the payload travels beside it).
+    max_envelope_bytes: int = Field(default=1024 * 1024, gt=0)
+    #: XTAServerIdentity in transport reports; default: the service URL.
+    server_identity: str | None = None
+    #: Send fetched messages as MTOM parts (streamed) rather than inline base64. XTA.wsdl's
+    #: policy asks every party for MTOM; turn off only for a client that cannot read it.
+    mtom_responses: bool = True
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or value.startswith("/v1/") or value == "/v1":
+            raise ValueError(
+                f"{value!r} is not a usable path; give an absolute path outside /v1, e.g. '/xta'"
+            )
+        return value
+
+
 class GatewayConfig(_Strict):
     """The whole configuration file."""
 
@@ -764,6 +877,7 @@ class GatewayConfig(_Strict):
     routes: tuple[RouteConfig, ...] = ()
     dropfolders: tuple[DropFolderConfig, ...] = ()
     archives: dict[str, ArchiveConfig] = Field(default_factory=dict)
+    xta: XtaServerConfig | None = None
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -771,6 +885,13 @@ class GatewayConfig(_Strict):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"partner ids must be unique; repeated: {', '.join(duplicates)}")
+        for name, destination in self.destinations.items():
+            if isinstance(destination, XtaMsgBoxDestination) and destination.partner not in ids:
+                raise ValueError(
+                    f"destinations.{name} is the message box of partner "
+                    f"{destination.partner!r}, which is not configured "
+                    f"(partners: {', '.join(ids) or 'none'})"
+                )
         self._check_certificate_bindings()
         if self.processes.on_completed == "mark-abgegeben" and self.dms is None:
             raise ValueError(

@@ -83,8 +83,9 @@ MEDIA_TYPES = frozenset({"application/zip", "application/xml", "text/xml"})
 PROBLEM_JSON = "application/problem+json"
 #: How long a client should wait before retrying while the journal is unreachable.
 RETRY_AFTER_SECONDS = 10
-#: Routes anyone may call: load balancers probe health without a token.
-PUBLIC_ROUTES = frozenset({"health"})
+#: Routes without bearer-token checks: load balancers probe health without a token, and
+#: the XTA 2 service (``gateway/xta.py``) authenticates its SOAP callers itself.
+PUBLIC_ROUTES = frozenset({"health", "xta"})
 #: Routes only the node's operator may call.
 OPERATOR_ROUTES = frozenset({"abgaben"})
 #: Routes the operator may call besides its own (it sees every process).

@@ -26,7 +26,7 @@ from aiohttp import web
 from adapters.dms.destination import build_port
 from contracts.config import ArchiveConfig, GatewayConfig, PartnerConfig
 from contracts.journal import Accepted
-from gateway import tls
+from gateway import tls, xta
 from gateway.abgabe import CompletionRunner, Started, check_startable
 from gateway.abgabe import start as abgabe_start
 from gateway.api import create_api
@@ -96,6 +96,7 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
         poll_seconds=config.worker.poll_interval_seconds,
     )
     app = create_api(config, journal, blobs, intake=intake, dms=node_dms)
+    xta.install(app, config, intake, journal, blobs)
     app[JOURNAL] = journal
     app[INTAKE] = intake
     app[WORKER] = worker

@@ -418,6 +418,10 @@ def config_check(path: Path) -> None:
         config = load_config(path)
         tls_check = tls.check_files(config)
         tls_check.raise_for_errors(path)
+        if config.xta is not None and config.xta.enabled:
+            from adapters.xta.schema import XtaSchema
+
+            XtaSchema(config.xta.wsdl)  # the service cannot start without its schemas
     except GatewayError as exc:
         click.echo(f"INVALID {exc}")
         sys.exit(1)
@@ -444,6 +448,8 @@ def config_check(path: Path) -> None:
         )
     if config.operator is not None:
         click.echo("  operator     token for POST /v1/abgaben")
+    if config.xta is not None and config.xta.enabled:
+        click.echo(f"  xta          {config.xta.path} (WSDL {config.xta.wsdl})")
     for name in missing_secrets(config):
         click.echo(f"  warning: environment variable {name} is not set")
     for warning in tls_check.warnings:
@@ -643,10 +649,13 @@ def _demo_journal_url(
 @cli.command()
 @click.option(
     "--scenario",
-    type=click.Choice(["abgabe", "aussonderung"]),
+    type=click.Choice(["abgabe", "aussonderung", "xta"]),
     default="abgabe",
     show_default=True,
-    help="Which end-to-end flow to run.",
+    help=(
+        "Which end-to-end flow to run: abgabe = two Kommunen exchange an Abgabe; xta = a "
+        "Fachverfahren files a Dokument into the DMS over XTA 2 and fetches the answer."
+    ),
 )
 @click.option(
     "--stages",
@@ -702,6 +711,14 @@ def _demo_journal_url(
         "else ../shared/wsdl/dmsin/dmsin-eai-1.10.wsdl beside the project."
     ),
 )
+@click.option(
+    "--xta-wsdl",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=(
+        "XTA.wsdl for --scenario xta (its .xsd files beside it). Default: $IKZ_XTA_WSDL, "
+        "else ../shared/wsdl/xta2/XTA.wsdl beside the project."
+    ),
+)
 def demo(
     scenario: str,
     stages: str,
@@ -711,6 +728,7 @@ def demo(
     journal: str | None,
     dms: str | None,
     dms_wsdl: Path | None,
+    xta_wsdl: Path | None,
 ) -> None:
     """Run an end-to-end Abgabe between two Kommunen and check every document and receipt.
 
@@ -726,6 +744,9 @@ def demo(
     if scenario == "aussonderung":
         click.echo(f"ikz-gateway demo: scenario {scenario}")
         _demo_aussonderung(workdir, int(stages), xdomea_version, dms_wsdl)
+    if scenario == "xta":
+        click.echo(f"ikz-gateway demo: scenario {scenario}")
+        _demo_xta(workdir, xta_wsdl, dms_wsdl)
     if dms is None:
         dms = "fs" if container is not None else "sims"
         if dms == "sims" and dms_wsdl is None:
@@ -815,6 +836,23 @@ def _demo_aussonderung(
             passed = run_aussonderung_demo(
                 Path(tmp), stages=stages, version=version, echo=click.echo, dms_wsdl=dms_wsdl
             )
+    sys.exit(0 if passed else 1)
+
+
+def _demo_xta(workdir: Path | None, xta_wsdl: Path | None, dms_wsdl: Path | None) -> None:
+    """``demo --scenario xta`` (``gateway/demo_xta.py``); exits 0 only when it passed."""
+    import tempfile
+
+    from gateway import demo_dms, demo_xta
+
+    wsdls = {"xta_wsdl": demo_xta.find_wsdl(xta_wsdl), "dms_wsdl": demo_dms.find_wsdl(dms_wsdl)}
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        passed = demo_xta.run_xta_demo(workdir, echo=click.echo, **wsdls)
+        click.echo(f"  files kept in {workdir}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="ikz-demo-xta-") as tmp:
+            passed = demo_xta.run_xta_demo(Path(tmp), echo=click.echo, **wsdls)
     sys.exit(0 if passed else 1)
 
 

@@ -24,6 +24,7 @@ from contracts.config import (
     PartnerConfig,
     SoapDestination,
     StorageConfig,
+    XtaDestination,
 )
 from gateway.errors import ConfigError
 
@@ -108,7 +109,7 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
             else absolute_fields(destination, "ca_file", "client_certificate", "client_key")
             if isinstance(destination, HttpDestination)
             else destination.resolved(base)
-            if isinstance(destination, DmsBackendConfig | SoapDestination)
+            if isinstance(destination, DmsBackendConfig | SoapDestination | XtaDestination)
             else destination
         )
         for name, destination in config.destinations.items()
@@ -123,6 +124,9 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
         )
         for folder in config.dropfolders
     )
+    xta = config.xta
+    if xta is not None:
+        xta = absolute_fields(xta, "wsdl")
     return config.model_copy(
         update={
             "dms": config.dms.resolved(base) if config.dms is not None else None,
@@ -131,6 +135,7 @@ def resolve_paths(config: GatewayConfig, base: Path) -> GatewayConfig:
             "destinations": destinations,
             "dropfolders": dropfolders,
             "archives": {name: a.resolved(base) for name, a in config.archives.items()},
+            "xta": xta,
         }
     )
 
@@ -163,6 +168,7 @@ def missing_secrets(config: GatewayConfig) -> list[str]:
     if config.operator is not None:
         names.append(config.operator.token_env)
     names += [getattr(a.folder, "password_env", None) for a in config.archives.values()]
+    names += [getattr(d, "password_env", None) for d in config.destinations.values()]
     return sorted({n for n in names if n and not os.environ.get(n)})
 
 

@@ -8,6 +8,9 @@ from adapters.dms.destination import DmsImport
 from adapters.fvdaten.destination import FVDatenDestination
 from adapters.peer.http import PeerGateway
 from adapters.transfer.filesystem import FilesystemTransfer
+from adapters.xta.client import XtaClient
+from adapters.xta.destination import XtaMsgBox
+from adapters.xta.msgbox import MsgBoxStore
 from contracts.config import (
     ArchiveTransferDestination,
     AussonderungDestination,
@@ -17,6 +20,8 @@ from contracts.config import (
     GatewayConfig,
     HttpDestination,
     SoapDestination,
+    XtaDestination,
+    XtaMsgBoxDestination,
 )
 from contracts.delivery import Destination, NodeOutbox
 from gateway import tls
@@ -77,6 +82,11 @@ def build_destinations(
             from gateway.aussonderung import AussonderungEngine
 
             built[name] = AussonderungEngine(name, config, journal, blobs, outbox)
+        elif isinstance(destination, XtaMsgBoxDestination):
+            store = MsgBoxStore.from_url(config.storage.journal)
+            built[name] = XtaMsgBox(name, destination, store)
+        elif isinstance(destination, XtaDestination):
+            built[name] = XtaClient(name, destination, author=config.node.behoerdenkennung)
         else:  # pragma: no cover - the config's discriminated union has no other types
             raise TypeError(f"no adapter for destination type {type(destination).__name__}")
     return built
