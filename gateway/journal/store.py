@@ -9,7 +9,10 @@ in how due deliveries are locked while claimed (``_lock_due``):
   (SQLite has one writer at a time anyway; ``BEGIN IMMEDIATE`` takes the write
   lock up front, so a second process on the same file waits instead of failing
   half-way), and reads on a second connection in a second thread (WAL lets them
-  run beside a write). A whole transaction is one hop to that thread.
+  run beside a write). A whole transaction is one hop to that thread. Several
+  processes on one file (``serve --processes N``) queue their write transactions
+  on an exclusive ``flock`` of ``<journal>.lock`` (``write_lock.py``) rather than
+  in SQLite's polling busy handler.
 * PostgreSQL runs the same functions on an async psycopg connection
   (``AsyncConnection.run_sync``) and locks claimed rows ``FOR UPDATE SKIP LOCKED``.
 
@@ -78,6 +81,7 @@ from gateway.errors import (
 )
 from gateway.journal.group_commit import GroupCommit
 from gateway.journal.tables import UTCDateTime, attempts, deliveries, events, messages, receipts
+from gateway.journal.write_lock import WriteLock
 
 log = structlog.get_logger(__name__)
 
@@ -1167,9 +1171,12 @@ class SqliteJournal(Journal):
     durable before intake acknowledges it.
     """
 
-    def __init__(self, url: str, writer: Engine, reader: Engine | None) -> None:
+    def __init__(
+        self, url: str, writer: Engine, reader: Engine | None, lock: WriteLock | None = None
+    ) -> None:
         super().__init__(url)
         self._writer = writer
+        self._lock = lock
         self._reader = reader
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="journal-writer")
         self._synchronous = "FULL"  # the writer connection's mode; only its thread changes it
@@ -1187,7 +1194,8 @@ class SqliteJournal(Journal):
         writer = _sqlite_engine(path, begin="BEGIN IMMEDIATE")
         # An in-memory database exists once per connection: there, reads use the writer.
         reader = None if in_memory else _sqlite_engine(path, begin="BEGIN")
-        return cls(url, writer, reader)
+        lock = None if in_memory else WriteLock(Path(path + ".lock"))
+        return cls(url, writer, reader, lock)
 
     async def _write(self, transaction: Transaction[T], *, durable: bool = True) -> T:
         loop = asyncio.get_running_loop()
@@ -1208,7 +1216,11 @@ class SqliteJournal(Journal):
                     f"PRAGMA synchronous={synchronous}"
                 )
             self._synchronous = synchronous
-        return _run_transaction(self._writer, transaction)
+        if self._lock is None:
+            return _run_transaction(self._writer, transaction)
+        # Other processes on this file queue here, not in SQLite's sleeping busy handler.
+        with self._lock:
+            return _run_transaction(self._writer, transaction)
 
     async def _read(self, transaction: Transaction[T]) -> T:
         if self._reader is None or self._read_thread is None:
@@ -1224,6 +1236,8 @@ class SqliteJournal(Journal):
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._write_thread, self._writer.dispose)
         self._write_thread.shutdown()
+        if self._lock is not None:
+            self._lock.close()
         if self._reader is not None and self._read_thread is not None:
             await loop.run_in_executor(self._read_thread, self._reader.dispose)
             self._read_thread.shutdown()
