@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 from types import FrameType
+from typing import Any
 
 import structlog
 
@@ -101,14 +102,12 @@ def bind_listeners(host: str, port: int, count: int) -> list[list[socket.socket]
     unique = list(dict.fromkeys((family, address) for family, _, _, _, address in addresses))
     sets: list[list[socket.socket]] = []
     try:
+        # First without SO_REUSEPORT: that fails while anything listens there, also
+        # another supervisor's processes, which would otherwise quietly share the port.
+        # It also turns port 0 into the one free port every set then binds.
+        unique = [(family, _probe(family, address)) for family, address in unique]
         for _ in range(count):
-            bound: list[socket.socket] = []
-            sets.append(bound)
-            for index, (family, address) in enumerate(unique):
-                if sets[0] is not bound:
-                    # Port 0 resolved to a free port for the first set: the others share it.
-                    address = (address[0], sets[0][index].getsockname()[1], *address[2:])
-                bound.append(_listener(family, address))
+            sets.append([_listener(family, address) for family, address in unique])
     except OSError as exc:
         for bound in sets:
             for sock in bound:
@@ -119,7 +118,17 @@ def bind_listeners(host: str, port: int, count: int) -> list[list[socket.socket]
     return sets
 
 
-def _listener(family: socket.AddressFamily, address: tuple[object, ...]) -> socket.socket:
+def _probe(family: socket.AddressFamily, address: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``address`` with its port once bound exclusively (port 0: the port the kernel chose)."""
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind(address)
+        return (address[0], probe.getsockname()[1], *address[2:])
+
+
+def _listener(family: socket.AddressFamily, address: tuple[Any, ...]) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
