@@ -1208,7 +1208,9 @@ class SqliteJournal(Journal):
 
         In WAL mode ``synchronous=NORMAL`` appends the commit to the log without
         flushing it; the next ``FULL`` commit flushes the log up to itself, so no
-        durable commit ever depends on a lost one.
+        durable commit ever depends on a lost one. That holds across processes too:
+        the log is one file, and the fsync of any process's ``FULL`` commit flushes
+        every frame written before it.
         """
         if synchronous != self._synchronous:
             with self._writer.connect() as conn:

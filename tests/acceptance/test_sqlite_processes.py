@@ -386,3 +386,25 @@ settle_seconds = 0
     )
     assert not (drop / "failed").exists() or not any((drop / "failed").iterdir())
     assert len(views) == files
+
+
+async def test_the_processes_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """``kill -9`` of the supervisor leaves no gateway process serving on."""
+    async with serve_receiver() as receiver:
+        gateway = sqlite_gateway(tmp_path, receiver.url, processes=2)
+        children: list[int] = []
+        try:
+            await asyncio.to_thread(gateway.start)
+            children = await asyncio.to_thread(two_children, gateway)
+            await asyncio.to_thread(gateway.kill)
+            await asyncio.to_thread(
+                wait_until,
+                lambda: not any(alive(pid) for pid in children),
+                timeout=60,
+                what="the gateway processes to exit",
+            )
+        finally:
+            gateway.kill()
+            for pid in children:
+                if alive(pid):
+                    os.kill(pid, 9)
