@@ -79,6 +79,7 @@ from gateway.errors import (
     LeaseLost,
     NotFound,
 )
+from gateway.journal import write_lock
 from gateway.journal.group_commit import GroupCommit
 from gateway.journal.tables import UTCDateTime, attempts, deliveries, events, messages, receipts
 from gateway.journal.write_lock import WriteLock
@@ -401,18 +402,19 @@ class Journal:
         new_receipts: list[dict[str, Any]] = []
         by_dedup: dict[str, str] = {}
         by_key: dict[tuple[str, str], tuple[str, str]] = {}
+        # Each key is a SHA-256 over the message's fields: computed once here, not at
+        # every use, since this runs while other writers (processes too) wait.
+        dedup_keys = [item.message.dedup_key for item in items]
         # One look-up for the whole batch: which of these contents are stored already.
         stored: dict[str, str] = {
             row.dedup_key: row.id
-            for row in conn.execute(
-                self._sql.find_by_dedups, {"keys": [item.message.dedup_key for item in items]}
-            )
+            for row in conn.execute(self._sql.find_by_dedups, {"keys": dedup_keys})
         }
-        for item in items:
+        for item, dedup_key in zip(items, dedup_keys, strict=True):
             message = item.message
             try:
-                earlier = _in_batch(message, by_dedup, by_key) or _find_existing(
-                    conn, self._sql, message, stored
+                earlier = _in_batch(message, dedup_key, by_dedup, by_key) or _find_existing(
+                    conn, self._sql, message, stored, dedup_key
                 )
             except IdempotencyConflict as exc:
                 outcomes.append(exc)
@@ -421,7 +423,7 @@ class Journal:
                 outcomes.append(earlier)
                 continue
             message_id = str(uuid.uuid4())
-            by_dedup[message.dedup_key] = message_id
+            by_dedup[dedup_key] = message_id
             if message.idempotency_key is not None:
                 by_key[(message.partner_id, message.idempotency_key)] = (
                     message_id,
@@ -431,7 +433,7 @@ class Journal:
                 {
                     "id": message_id,
                     "received_at": item.now,
-                    "dedup_key": message.dedup_key,
+                    "dedup_key": dedup_key,
                     **message.model_dump(),
                 }
             )
@@ -905,10 +907,12 @@ def _find_existing(
     sql: _Statements,
     message: NewMessage,
     stored: dict[str, str] | None = None,
+    dedup_key: str | None = None,
 ) -> Accepted | None:
     """The earlier message this one repeats, if any (by Idempotency-Key or dedup key).
 
-    ``stored`` maps dedup keys to message ids when they were looked up already.
+    ``stored`` maps dedup keys to message ids when they were looked up already;
+    ``dedup_key`` is the message's, when computed already.
     """
     if message.idempotency_key is not None:
         row = conn.execute(
@@ -917,16 +921,18 @@ def _find_existing(
         if row is not None:
             _check_same_bytes(message, row.id, row.blob_sha256)
             return Accepted(message_id=row.id, duplicate=True)
+    key = dedup_key if dedup_key is not None else message.dedup_key
     if stored is not None:
-        earlier = stored.get(message.dedup_key)
+        earlier = stored.get(key)
     else:
-        row = conn.execute(sql.find_by_dedup, {"dedup": message.dedup_key}).first()
+        row = conn.execute(sql.find_by_dedup, {"dedup": key}).first()
         earlier = None if row is None else row.id
     return Accepted(message_id=earlier, duplicate=True) if earlier is not None else None
 
 
 def _in_batch(
     message: NewMessage,
+    dedup_key: str,
     by_dedup: dict[str, str],
     by_key: dict[tuple[str, str], tuple[str, str]],
 ) -> Accepted | None:
@@ -936,7 +942,7 @@ def _in_batch(
         if found is not None:
             _check_same_bytes(message, *found)
             return Accepted(message_id=found[0], duplicate=True)
-    earlier = by_dedup.get(message.dedup_key)
+    earlier = by_dedup.get(dedup_key)
     return Accepted(message_id=earlier, duplicate=True) if earlier is not None else None
 
 
@@ -1194,7 +1200,7 @@ class SqliteJournal(Journal):
         writer = _sqlite_engine(path, begin="BEGIN IMMEDIATE")
         # An in-memory database exists once per connection: there, reads use the writer.
         reader = None if in_memory else _sqlite_engine(path, begin="BEGIN")
-        lock = None if in_memory else WriteLock(Path(path + ".lock"))
+        lock = None if in_memory else WriteLock(write_lock.lock_path(Path(path)))
         return cls(url, writer, reader, lock)
 
     async def _write(self, transaction: Transaction[T], *, durable: bool = True) -> T:

@@ -28,6 +28,11 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
+def lock_path(database: Path) -> Path:
+    """The lock file of the SQLite database at ``database``: ``<database>.lock``."""
+    return database.with_name(database.name + ".lock")
+
+
 class WriteLock:
     """An exclusive advisory lock on ``path`` for the duration of a ``with`` block.
 
