@@ -58,6 +58,7 @@ STOP_SECONDS = 75.0
 #: How often the supervisor looks at its processes when no signal arrives.
 POLL_SECONDS = 0.2
 _BACKLOG = 128
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -159,7 +160,7 @@ class _Supervisor:
         if threading.active_count() > 1:
             # Forking while another thread holds a lock would copy the lock held.
             raise RuntimeError("the supervisor must not run threads before it forks")
-        for number in (signal.SIGTERM, signal.SIGINT):
+        for number in _STOP_SIGNALS:
             signal.signal(number, self._on_signal)
         log.info(
             "supervisor_starting",
@@ -176,7 +177,13 @@ class _Supervisor:
                 args=(self._config, self._listeners, index, os.getpid()),
                 name=f"gateway-{index}",
             )
-            process.start()
+            # Held back while forking: the child must not run the supervisor's handlers
+            # before it has replaced them; a signal arriving meanwhile waits, then counts.
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                process.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
             self._processes.append(process)
             for sock in self._listeners[index]:
                 sock.close()  # the process holds it now
@@ -259,11 +266,13 @@ def _child(
     supervisor_pid: int,
 ) -> None:
     """A forked gateway process: serve on ``listeners[index]`` until told to stop."""
-    # The supervisor's handlers were copied by fork: until the gateway installs its
-    # own, a stop signal simply ends this process (nothing is in flight yet).
+    # The supervisor's handlers were copied by fork (with stop signals blocked): until
+    # the gateway installs its own, a stop signal simply ends this process (nothing is
+    # in flight yet).
     # A Ctrl-C reaches the supervisor too, which passes it on as SIGTERM.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the fork
     _die_with_parent()
     if os.getppid() != supervisor_pid:
         return  # the supervisor died before the request above was in place
