@@ -154,6 +154,7 @@ class _Supervisor:
         self._context = multiprocessing.get_context("fork")
         self._processes: list[multiprocessing.process.BaseProcess] = []
         self._stop_requested: str | None = None
+        self._signals: list[str] = []
 
     def run(self) -> int:
         """Start every process, then wait; the exit code (see ``supervisor.run``)."""
@@ -170,7 +171,7 @@ class _Supervisor:
             port=self._listeners[0][0].getsockname()[1],
         )
         for index in range(len(self._listeners)):
-            if self._stop_requested:
+            if self._signals:
                 break
             process = self._context.Process(
                 target=_child,
@@ -190,13 +191,20 @@ class _Supervisor:
         return self._watch()
 
     def _on_signal(self, number: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(number).name
-        if self._stop_requested:
-            log.info("supervisor_stop_signal_repeated", signal=name)
-            return
-        self._stop_requested = name
-        log.info("supervisor_stopping", signal=name, processes=len(self._processes))
-        self._terminate_all()
+        # Only note it: the handler may interrupt the main loop anywhere, also inside a
+        # log call holding the log's lock. The loop acts on it within POLL_SECONDS.
+        self._signals.append(signal.Signals(number).name)
+
+    def _handle_signals(self) -> None:
+        """Act on the stop signals noted since the last look: pass the first one on."""
+        while self._signals:
+            name = self._signals.pop(0)
+            if self._stop_requested:
+                log.info("supervisor_stop_signal_repeated", signal=name)
+                continue
+            self._stop_requested = name
+            log.info("supervisor_stopping", signal=name, processes=len(self._processes))
+            self._terminate_all()
 
     def _terminate_all(self) -> None:
         for process in self._processes:
@@ -208,6 +216,7 @@ class _Supervisor:
         failed = False
         deadline: float | None = None
         while True:
+            self._handle_signals()
             running = [p for p in self._processes if p.exitcode is None]
             if not running:
                 break
@@ -225,6 +234,8 @@ class _Supervisor:
                 failed = True
                 deadline = float("inf")  # wait for the kills to land
             multiprocessing.connection.wait([p.sentinel for p in running], timeout=POLL_SECONDS)
+            # A Ctrl-C reaches the processes as well: one that stopped on it did not die.
+            self._handle_signals()
             for process in running:
                 if process.exitcode is None or self._stop_requested:
                     continue

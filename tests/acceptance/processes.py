@@ -72,6 +72,9 @@ class GatewayProcess:
     serve_args: tuple[str, ...] = ()
     #: ``--log-level`` of the process (the CLI's default, WARNING, when unset).
     log_level: str | None = None
+    #: Start ``serve`` as the leader of its own process group (as a shell job is),
+    #: so a test can signal the group as Ctrl-C in a terminal does.
+    own_group: bool = False
 
     @property
     def config(self) -> Path:
@@ -111,6 +114,7 @@ class GatewayProcess:
                 env=self.env,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
+                process_group=0 if self.own_group else None,
             )
         if wait:
             wait_until(self.healthy, timeout=STARTUP_SECONDS, what=f"{self.url}/v1/health")

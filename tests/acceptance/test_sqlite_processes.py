@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import uuid
 from collections import Counter
@@ -408,3 +409,24 @@ async def test_the_processes_stop_when_the_supervisor_is_killed(tmp_path: Path) 
             for pid in children:
                 if alive(pid):
                     os.kill(pid, 9)
+
+
+async def test_ctrl_c_to_the_process_group_stops_everything_cleanly(tmp_path: Path) -> None:
+    """SIGINT to the whole group (Ctrl-C) reaches every process at once: a clean stop, exit 0."""
+    async with serve_receiver() as receiver:
+        gateway = sqlite_gateway(tmp_path, receiver.url, processes=2)
+        gateway.own_group = True
+        try:
+            await asyncio.to_thread(gateway.start)
+            children = await asyncio.to_thread(two_children, gateway)
+            assert gateway.process is not None
+            os.killpg(gateway.process.pid, signal.SIGINT)
+            exit_code = await asyncio.to_thread(gateway.process.wait, 90)
+        finally:
+            gateway.kill()
+    log = whole_log(gateway)
+
+    assert exit_code == 0, log
+    assert "gateway_process_died" not in log
+    assert log.count('"event": "gateway_stopping"') == 2
+    assert not [pid for pid in children if alive(pid)]
