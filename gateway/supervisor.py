@@ -215,8 +215,26 @@ class _Supervisor:
         """Wait until every process ended; stop them all when one ends on its own."""
         failed = False
         deadline: float | None = None
+        seen_ended: set[int] = set()  # indexes of the processes whose end was judged
         while True:
             self._handle_signals()
+            # Judge every end not judged yet, also one between the last wait and now.
+            for index, process in enumerate(self._processes):
+                if process.exitcode is None or index in seen_ended:
+                    continue
+                seen_ended.add(index)
+                if self._stop_requested:
+                    continue  # asked to stop: the end is checked below
+                log.error(
+                    "gateway_process_died",
+                    process=process.name,
+                    pid=process.pid,
+                    exit=_describe_exit(process.exitcode),
+                    consequence="stopping the other processes; the supervisor exits 1",
+                )
+                failed = True
+                self._stop_requested = "process_died"
+                self._terminate_all()
             running = [p for p in self._processes if p.exitcode is None]
             if not running:
                 break
@@ -236,19 +254,6 @@ class _Supervisor:
             multiprocessing.connection.wait([p.sentinel for p in running], timeout=POLL_SECONDS)
             # A Ctrl-C reaches the processes as well: one that stopped on it did not die.
             self._handle_signals()
-            for process in running:
-                if process.exitcode is None or self._stop_requested:
-                    continue
-                log.error(
-                    "gateway_process_died",
-                    process=process.name,
-                    pid=process.pid,
-                    exit=_describe_exit(process.exitcode),
-                    consequence="stopping the other processes; the supervisor exits 1",
-                )
-                failed = True
-                self._stop_requested = "process_died"
-                self._terminate_all()
         for process in self._processes:
             process.join()
             if process.exitcode != 0 and not failed:

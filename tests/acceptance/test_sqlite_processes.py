@@ -15,6 +15,7 @@ that drop folders are watched once.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -263,6 +264,20 @@ def test_a_killed_process_makes_the_supervisor_stop_the_other_and_exit_1(record:
     assert '"event": "gateway_process_died"' in record.first_log
     assert "killed by SIGKILL" in record.first_log
     assert record.orphans == []
+
+
+def test_the_processes_log_whole_json_lines_into_the_shared_stderr(record: Record) -> None:
+    """Lines the supervisor and both processes wrote at once are not interleaved."""
+    lines = record.first_log.splitlines()
+    broken = []
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            broken.append(line)
+
+    assert len(lines) > MESSAGES  # the accepts alone are one line each
+    assert not broken, broken[:3]
 
 
 def test_every_acknowledged_message_reaches_the_receiver(record: Record) -> None:
