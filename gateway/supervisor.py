@@ -256,7 +256,10 @@ class _Supervisor:
             self._handle_signals()
         for process in self._processes:
             process.join()
-            if process.exitcode != 0 and not failed:
+            # A process still starting has no handler yet: our SIGTERM simply ends it,
+            # which is a clean stop too (it had not taken any work).
+            stopped = process.exitcode in (0, -signal.SIGTERM)
+            if not stopped and not failed:
                 log.error(
                     "gateway_process_failed",
                     process=process.name,
