@@ -39,8 +39,13 @@ def _toml(value: object) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-def write_config(home: Path, *, port: int, journal: str, blobs: Path, transfer: Path) -> Path:
-    """``home/gateway.toml`` for LA:LAB: the journal, blob store and transfer folder given."""
+def write_config(
+    home: Path, *, port: int, journal: str, blobs: Path, transfer: Path, processes: int = 1
+) -> Path:
+    """``home/gateway.toml`` for LA:LAB: the journal, blob store and transfer folder given.
+
+    ``processes`` is ``[http] processes``: how many gateway processes ``serve`` runs.
+    """
     home.mkdir(parents=True, exist_ok=True)
     transfer.mkdir(parents=True, exist_ok=True)
     path = home / "gateway.toml"
@@ -57,6 +62,7 @@ blobs = {_toml(blobs)}
 [http]
 host = "127.0.0.1"
 port = {port}
+processes = {processes}
 
 [worker]
 concurrency = {CONCURRENCY}

@@ -139,6 +139,9 @@ class HttpConfig(_Strict):
     #: Base URL partners use to reach this gateway (for status links); default from host/port.
     public_url: str | None = None
     max_body_bytes: int = Field(default=4 * 1024**3, gt=0)
+    #: Gateway processes ``serve`` runs on this listener, each with its own delivery
+    #: workers (``serve --processes`` overrides it); 1 runs the gateway in one process.
+    processes: int = Field(default=1, ge=1, le=64)
     #: HTTPS (and client certificates); plain HTTP when absent.
     tls: ServerTlsConfig | None = None
 

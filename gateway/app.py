@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -52,14 +53,27 @@ def worker_id(config: GatewayConfig) -> str:
     return f"{config.node.id}@{socket.gethostname()}:{os.getpid()}"
 
 
-async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Application:
-    """The whole gateway as one aiohttp application."""
+async def build_app(
+    config: GatewayConfig,
+    *,
+    workers: bool = True,
+    watchers: bool = True,
+    prepare: bool = True,
+) -> web.Application:
+    """The whole gateway as one aiohttp application.
+
+    Args:
+        workers: run delivery workers and the receipt producer (``False``: intake only).
+        watchers: watch the configured drop folders and archive answer folders; of
+            several processes on one configuration exactly one may (two watchers
+            would race for each file).
+        prepare: migrate the journal and remove staging leftovers first; ``False``
+            where a supervisor did that once for all its processes.
+    """
     journal = Journal.from_url(config.storage.journal)
-    await journal.upgrade()
     blobs = BlobStore(config.storage.blobs)
-    removed = blobs.clean_staging()
-    if removed:
-        log.info("staging_cleaned", leftovers=removed)
+    if prepare:
+        await _prepare(journal, blobs)
     worker: Worker | None = None
     producer: ReceiptProducer | None = None
     # This node's own DMS (abgabe start, the completion action); opens nothing yet.
@@ -117,10 +131,10 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
         # (an intake-only replica) leaves them to the processes that have them.
         app.cleanup_ctx.append(_background(producer.run, "receipts"))
         app.cleanup_ctx.append(_background(completion.run, "abgabe-completion"))
-    for folder in config.dropfolders:
+    for folder in config.dropfolders if watchers else ():
         watcher = DropFolder(folder, config, intake)
         app.cleanup_ctx.append(_background(watcher.run, f"dropfolder:{folder.directory}"))
-    for name, archive in config.archives.items():
+    for name, archive in config.archives.items() if watchers else ():
         app.cleanup_ctx.append(_archive_inbox(name, archive, intake, journal))
     return app
 
@@ -140,6 +154,28 @@ def _archive_inbox(
     return context
 
 
+async def prepare_storage(config: GatewayConfig) -> None:
+    """Once per start, before any process serves: migrate the journal, clean staging.
+
+    Raises:
+        JournalError: the journal cannot be opened or migrated.
+    """
+    journal = Journal.from_url(config.storage.journal)
+    blobs = BlobStore(config.storage.blobs)
+    try:
+        await _prepare(journal, blobs)
+    finally:
+        await journal.close()
+        blobs.close()
+
+
+async def _prepare(journal: Journal, blobs: BlobStore) -> None:
+    await journal.upgrade()
+    removed = blobs.clean_staging()
+    if removed:
+        log.info("staging_cleaned", leftovers=removed)
+
+
 def _background(
     run: Callable[[asyncio.Event], Coroutine[Any, Any, None]], name: str
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -156,15 +192,32 @@ def _background(
     return context
 
 
-def serve(config: GatewayConfig) -> None:
+def serve(
+    config: GatewayConfig,
+    *,
+    sockets: list[socket.socket] | None = None,
+    process_index: int | None = None,
+) -> None:
     """Run the gateway until SIGINT or SIGTERM (over HTTPS when ``[http.tls]`` is set).
+
+    Args:
+        sockets: listening sockets to serve on instead of binding ``[http] host``
+            and ``port`` (a process of ``gateway.supervisor``).
+        process_index: this process's number under a supervisor, which already
+            prepared the storage; only process 0 watches the drop folders.
 
     Raises:
         ConfigError: a TLS file is missing, unreadable or does not fit.
     """
+    supervised = process_index is not None
 
     async def app() -> web.Application:
-        return await build_app(config)
+        application = await build_app(
+            config, watchers=process_index in (None, 0), prepare=not supervised
+        )
+        if supervised:
+            application.on_startup.append(_stop_once)
+        return application
 
     # Built before the loop starts, so a bad certificate stops the start at once.
     ssl_context = tls.server_context(config.http.tls) if config.http.tls is not None else None
@@ -172,19 +225,45 @@ def serve(config: GatewayConfig) -> None:
         "gateway_starting",
         node=config.node.id,
         host=config.http.host,
-        port=config.http.port,
+        port=sockets[0].getsockname()[1] if sockets else config.http.port,
         tls=ssl_context is not None,
+        process_index=process_index,
     )
     web.run_app(
         app(),
-        host=config.http.host,
-        port=config.http.port,
+        host=None if sockets else config.http.host,
+        port=None if sockets else config.http.port,
+        sock=sockets,
         ssl_context=ssl_context,
         print=None,
         shutdown_timeout=30,
         access_log=None,  # every request that matters is logged as a gateway event
         loop=new_event_loop(),
     )
+
+
+async def _stop_once(_: web.Application) -> None:
+    """Make only the first SIGTERM/SIGINT stop this process; ignore repeats.
+
+    A supervised process gets the signal twice when a terminal's Ctrl-C (or a
+    service manager stopping the whole group) reaches it besides the supervisor's
+    forwarded SIGTERM. aiohttp would let the second one abort the graceful
+    shutdown half-way, cutting the deliveries it is waiting for.
+    """
+    loop = asyncio.get_running_loop()
+    stopping = False
+
+    def stop(signal_name: str) -> None:
+        nonlocal stopping
+        if stopping:
+            log.info("gateway_stop_signal_repeated", signal=signal_name)
+            return
+        stopping = True
+        log.info("gateway_stopping", signal=signal_name)
+        raise web.GracefulExit()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, stop, number.name)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

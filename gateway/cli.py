@@ -370,15 +370,31 @@ _CONFIG_OPTION = click.option(
 
 @cli.command()
 @_CONFIG_OPTION
-def serve(config_path: Path) -> None:
-    """Run the gateway: HTTP API, delivery workers and drop folders, until SIGINT/SIGTERM."""
-    from gateway import tls
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Gateway processes on the one listener (default: [http] processes, else 1).",
+)
+def serve(config_path: Path, processes: int | None) -> None:
+    """Run the gateway: HTTP API, delivery workers and drop folders, until SIGINT/SIGTERM.
+
+    With more than one process a supervisor prepares the journal once, starts the
+    processes and passes stop signals on; if one dies, it stops the rest and exits 1.
+    """
+    from gateway import supervisor, tls
     from gateway.app import serve as run_gateway
     from gateway.config import load_config
 
     config = load_config(config_path)
     tls.check_files(config).raise_for_errors(config_path)
-    run_gateway(config)
+    count = processes if processes is not None else config.http.processes
+    if count == 1:
+        run_gateway(config)
+        return
+    code = supervisor.run(config, count)
+    if code:
+        sys.exit(code)
 
 
 @cli.command()

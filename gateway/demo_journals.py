@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import JournalError, JournalUnavailable
+from gateway.journal import write_lock
 
 Echo = Callable[[str], None]
 
@@ -120,8 +121,10 @@ def _sqlite_journals(url: str, suffix: str) -> DemoJournals:
 async def _remove_files(journals: DemoJournals, url: str, echo: Echo) -> None:
     removed = []
     for name in journals.created:
-        # SQLite in WAL mode leaves its companion files while a connection was open.
-        for path in (Path(name), Path(f"{name}-wal"), Path(f"{name}-shm")):
+        # SQLite in WAL mode leaves its companion files while a connection was open;
+        # the journal's cross-process write lock file stays too.
+        companions = (Path(f"{name}-wal"), Path(f"{name}-shm"), write_lock.lock_path(Path(name)))
+        for path in (Path(name), *companions):
             try:
                 path.unlink(missing_ok=True)
             except OSError as exc:

@@ -9,7 +9,10 @@ in how due deliveries are locked while claimed (``_lock_due``):
   (SQLite has one writer at a time anyway; ``BEGIN IMMEDIATE`` takes the write
   lock up front, so a second process on the same file waits instead of failing
   half-way), and reads on a second connection in a second thread (WAL lets them
-  run beside a write). A whole transaction is one hop to that thread.
+  run beside a write). A whole transaction is one hop to that thread. Several
+  processes on one file (``serve --processes N``) queue their write transactions
+  on an exclusive ``flock`` of ``<journal>.lock`` (``write_lock.py``) rather than
+  in SQLite's polling busy handler.
 * PostgreSQL runs the same functions on an async psycopg connection
   (``AsyncConnection.run_sync``) and locks claimed rows ``FOR UPDATE SKIP LOCKED``.
 
@@ -79,6 +82,7 @@ from gateway.errors import (
     LeaseLost,
     NotFound,
 )
+from gateway.journal import write_lock
 from gateway.journal.group_commit import GroupCommit
 from gateway.journal.tables import (
     UTCDateTime,
@@ -90,6 +94,7 @@ from gateway.journal.tables import (
     messages,
     receipts,
 )
+from gateway.journal.write_lock import WriteLock
 
 log = structlog.get_logger(__name__)
 
@@ -410,18 +415,19 @@ class Journal:
         new_receipts: list[dict[str, Any]] = []
         by_dedup: dict[str, str] = {}
         by_key: dict[tuple[str, str], tuple[str, str]] = {}
+        # Each key is a SHA-256 over the message's fields: computed once here, not at
+        # every use, since this runs while other writers (processes too) wait.
+        dedup_keys = [item.message.dedup_key for item in items]
         # One look-up for the whole batch: which of these contents are stored already.
         stored: dict[str, str] = {
             row.dedup_key: row.id
-            for row in conn.execute(
-                self._sql.find_by_dedups, {"keys": [item.message.dedup_key for item in items]}
-            )
+            for row in conn.execute(self._sql.find_by_dedups, {"keys": dedup_keys})
         }
-        for item in items:
+        for item, dedup_key in zip(items, dedup_keys, strict=True):
             message = item.message
             try:
-                earlier = _in_batch(message, by_dedup, by_key) or _find_existing(
-                    conn, self._sql, message, stored
+                earlier = _in_batch(message, dedup_key, by_dedup, by_key) or _find_existing(
+                    conn, self._sql, message, stored, dedup_key
                 )
             except IdempotencyConflict as exc:
                 outcomes.append(exc)
@@ -430,7 +436,7 @@ class Journal:
                 outcomes.append(earlier)
                 continue
             message_id = str(uuid.uuid4())
-            by_dedup[message.dedup_key] = message_id
+            by_dedup[dedup_key] = message_id
             if message.idempotency_key is not None:
                 by_key[(message.partner_id, message.idempotency_key)] = (
                     message_id,
@@ -440,7 +446,7 @@ class Journal:
                 {
                     "id": message_id,
                     "received_at": item.now,
-                    "dedup_key": message.dedup_key,
+                    "dedup_key": dedup_key,
                     **message.model_dump(),
                 }
             )
@@ -1140,10 +1146,12 @@ def _find_existing(
     sql: _Statements,
     message: NewMessage,
     stored: dict[str, str] | None = None,
+    dedup_key: str | None = None,
 ) -> Accepted | None:
     """The earlier message this one repeats, if any (by Idempotency-Key or dedup key).
 
-    ``stored`` maps dedup keys to message ids when they were looked up already.
+    ``stored`` maps dedup keys to message ids when they were looked up already;
+    ``dedup_key`` is the message's, when computed already.
     """
     if message.idempotency_key is not None:
         row = conn.execute(
@@ -1152,16 +1160,18 @@ def _find_existing(
         if row is not None:
             _check_same_bytes(message, row.id, row.blob_sha256)
             return Accepted(message_id=row.id, duplicate=True)
+    key = dedup_key if dedup_key is not None else message.dedup_key
     if stored is not None:
-        earlier = stored.get(message.dedup_key)
+        earlier = stored.get(key)
     else:
-        row = conn.execute(sql.find_by_dedup, {"dedup": message.dedup_key}).first()
+        row = conn.execute(sql.find_by_dedup, {"dedup": key}).first()
         earlier = None if row is None else row.id
     return Accepted(message_id=earlier, duplicate=True) if earlier is not None else None
 
 
 def _in_batch(
     message: NewMessage,
+    dedup_key: str,
     by_dedup: dict[str, str],
     by_key: dict[tuple[str, str], tuple[str, str]],
 ) -> Accepted | None:
@@ -1171,7 +1181,7 @@ def _in_batch(
         if found is not None:
             _check_same_bytes(message, *found)
             return Accepted(message_id=found[0], duplicate=True)
-    earlier = by_dedup.get(message.dedup_key)
+    earlier = by_dedup.get(dedup_key)
     return Accepted(message_id=earlier, duplicate=True) if earlier is not None else None
 
 
@@ -1422,9 +1432,12 @@ class SqliteJournal(Journal):
     durable before intake acknowledges it.
     """
 
-    def __init__(self, url: str, writer: Engine, reader: Engine | None) -> None:
+    def __init__(
+        self, url: str, writer: Engine, reader: Engine | None, lock: WriteLock | None = None
+    ) -> None:
         super().__init__(url)
         self._writer = writer
+        self._lock = lock
         self._reader = reader
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="journal-writer")
         self._synchronous = "FULL"  # the writer connection's mode; only its thread changes it
@@ -1442,7 +1455,8 @@ class SqliteJournal(Journal):
         writer = _sqlite_engine(path, begin="BEGIN IMMEDIATE")
         # An in-memory database exists once per connection: there, reads use the writer.
         reader = None if in_memory else _sqlite_engine(path, begin="BEGIN")
-        return cls(url, writer, reader)
+        lock = None if in_memory else WriteLock(write_lock.lock_path(Path(path)))
+        return cls(url, writer, reader, lock)
 
     async def _write(self, transaction: Transaction[T], *, durable: bool = True) -> T:
         loop = asyncio.get_running_loop()
@@ -1455,7 +1469,9 @@ class SqliteJournal(Journal):
 
         In WAL mode ``synchronous=NORMAL`` appends the commit to the log without
         flushing it; the next ``FULL`` commit flushes the log up to itself, so no
-        durable commit ever depends on a lost one.
+        durable commit ever depends on a lost one. That holds across processes too:
+        the log is one file, and the fsync of any process's ``FULL`` commit flushes
+        every frame written before it.
         """
         if synchronous != self._synchronous:
             with self._writer.connect() as conn:
@@ -1463,7 +1479,11 @@ class SqliteJournal(Journal):
                     f"PRAGMA synchronous={synchronous}"
                 )
             self._synchronous = synchronous
-        return _run_transaction(self._writer, transaction)
+        if self._lock is None:
+            return _run_transaction(self._writer, transaction)
+        # Other processes on this file queue here, not in SQLite's sleeping busy handler.
+        with self._lock:
+            return _run_transaction(self._writer, transaction)
 
     async def _read(self, transaction: Transaction[T]) -> T:
         if self._reader is None or self._read_thread is None:
@@ -1479,6 +1499,8 @@ class SqliteJournal(Journal):
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._write_thread, self._writer.dispose)
         self._write_thread.shutdown()
+        if self._lock is not None:
+            self._lock.close()
         if self._reader is not None and self._read_thread is not None:
             await loop.run_in_executor(self._read_thread, self._reader.dispose)
             self._read_thread.shutdown()

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from contracts.journal import MessageView
@@ -27,6 +30,8 @@ from tests.acceptance.processes import free_port, token_digest
 TOKEN = "postgres-test-partner-token"
 PEER_TOKEN = "postgres-test-peer-token"
 PEER_TOKEN_ENV = "IKZ_TEST_POSTGRES_PEER_TOKEN"
+#: POSTs one client has in flight at once.
+CONCURRENT_POSTS = 16
 #: Longest a request waits at a held receiver before it is answered anyway.
 HOLD_LIMIT_SECONDS = 30.0
 
@@ -124,11 +129,14 @@ def gateway_config(
     receiver_url: str,
     concurrency: int = 8,
     lease_seconds: float = 3.0,
+    processes: int = 1,
+    extra: str = "",
 ) -> str:
     """Kommune B's ``gateway.toml``: every message for 060:4711 goes to the receiver.
 
     ``concurrency`` bounds the worker and the destination alike, so it is the most
-    deliveries one process can have in flight.
+    deliveries one process can have in flight. ``processes`` is ``[http] processes``
+    (what ``serve`` runs); ``extra`` is appended TOML (e.g. ``[[dropfolders]]``).
     """
     return f"""
 [node]
@@ -142,6 +150,7 @@ blobs = "{blobs}"
 [http]
 host = "127.0.0.1"
 port = {port}
+processes = {processes}
 
 [processes]
 # A one-way receiver in these tests: it has no route back for receipts.
@@ -170,7 +179,71 @@ concurrency = {concurrency}
 [[routes]]
 empfaenger = "060:4711"
 destination = "receiver"
-"""
+{extra}"""
+
+
+@dataclass
+class Client:
+    """Sends messages to the live gateways; resends what a dying one cut off elsewhere."""
+
+    targets: list[str]
+    #: Tries per message, each at the next live target, ``pause`` seconds apart.
+    tries: int = 10
+    pause: float = 0.0
+    acknowledged: dict[str, str] = field(default_factory=dict)  # Idempotency-Key -> id
+    refused: dict[str, str] = field(default_factory=dict)  # Idempotency-Key -> why
+    resent: int = 0
+
+    async def submit(self, session: aiohttp.ClientSession, index: int, body: bytes) -> None:
+        """POST one message until a gateway acknowledges it (202, or 200 for a resend).
+
+        A lost connection or a 503 is tried again at the next live gateway with the
+        same Idempotency-Key; any other answer is a refusal and recorded.
+        """
+        key = str(uuid.uuid4())
+        headers = {
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Type": "application/xml",
+            "Idempotency-Key": key,
+        }
+        why = "no try"
+        for attempt in range(self.tries):
+            if attempt:
+                self.resent += 1
+                await asyncio.sleep(self.pause)
+            base = self.targets[(index + attempt) % len(self.targets)]
+            try:
+                async with session.post(
+                    f"{base}/v1/messages",
+                    data=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=30),
+                ) as response:
+                    text = await response.text()
+                    if response.status in (200, 202):
+                        self.acknowledged[key] = json.loads(text)["id"]
+                        return
+                    why = f"{response.status}: {text}"
+                    if response.status != 503:
+                        break
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                why = f"{type(exc).__name__}: {exc}"
+        self.refused[key] = why
+
+    def acknowledged_ids(self) -> set[str]:
+        """Message ids the gateways answered with."""
+        return set(self.acknowledged.values())
+
+    async def send(self, bodies: list[bytes]) -> None:
+        """Send every body, at most ``CONCURRENT_POSTS`` at a time."""
+        work = iter(enumerate(bodies))
+        async with aiohttp.ClientSession() as session:
+
+            async def post_next() -> None:
+                for index, body in work:
+                    await self.submit(session, index, body)
+
+            await asyncio.gather(*(post_next() for _ in range(CONCURRENT_POSTS)))
 
 
 async def all_messages(journal_url: str, *, limit: int = 100_000) -> list[MessageView]:

@@ -68,6 +68,13 @@ class GatewayProcess:
     logs: list[Path] = field(default_factory=list)
     #: Client TLS context for a gateway serving HTTPS ([http.tls]); plain HTTP without.
     tls: ssl.SSLContext | None = None
+    #: Further ``serve`` options (e.g. ``--processes 2``).
+    serve_args: tuple[str, ...] = ()
+    #: ``--log-level`` of the process (the CLI's default, WARNING, when unset).
+    log_level: str | None = None
+    #: Start ``serve`` as the leader of its own process group (as a shell job is),
+    #: so a test can signal the group as Ctrl-C in a terminal does.
+    own_group: bool = False
 
     @property
     def config(self) -> Path:
@@ -93,11 +100,21 @@ class GatewayProcess:
         self.logs.append(log)
         with log.open("wb") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "--config", str(self.config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway",
+                    *(("--log-level", self.log_level) if self.log_level else ()),
+                    "serve",
+                    "--config",
+                    str(self.config),
+                    *self.serve_args,
+                ],
                 cwd=ROOT,
                 env=self.env,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
+                process_group=0 if self.own_group else None,
             )
         if wait:
             wait_until(self.healthy, timeout=STARTUP_SECONDS, what=f"{self.url}/v1/health")
@@ -115,6 +132,16 @@ class GatewayProcess:
                 return bool(response.status == 200)
         except (OSError, urllib.error.URLError):
             return False
+
+    def children(self) -> list[int]:
+        """Pids of the processes ``serve`` started (``--processes``; Linux ``/proc``)."""
+        assert self.process is not None
+        pid = self.process.pid
+        try:
+            text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        except FileNotFoundError:
+            return []
+        return [int(p) for p in text.split()]
 
     def kill(self) -> None:
         """``kill -9`` the process and reap it."""

@@ -17,16 +17,14 @@ database at the same moment.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import psycopg
 import pytest
 
@@ -35,7 +33,7 @@ from gateway.journal.store import Journal
 from tests.acceptance.postgres_support import (
     PEER_TOKEN,
     PEER_TOKEN_ENV,
-    TOKEN,
+    Client,
     CountingReceiver,
     all_messages,
     gateway_config,
@@ -51,14 +49,11 @@ PROCESSES = 3
 MESSAGES = 2000
 #: Acknowledged messages before one process is killed.
 KILL_AFTER = MESSAGES // 2
-CONCURRENT_POSTS = 16
 #: Worker and destination concurrency of each process: the most deliveries one can hold.
 CONCURRENCY = 8
 #: Long enough that a live process on a loaded 2-core machine renews in time (every
 #: third of it), short enough that the takeover after the kill happens quickly.
 LEASE_SECONDS = 5.0
-#: Tries per message, each at the next live process.
-POST_TRIES = 10
 
 
 def start_gateways(
@@ -99,66 +94,6 @@ def worker_name(gateway: GatewayProcess) -> str:
 
 
 # --------------------------------------------------------------------------- the scenario
-
-
-@dataclass
-class Client:
-    """Sends messages to the live gateways; resends what a dying one cut off elsewhere."""
-
-    targets: list[str]
-    acknowledged: dict[str, str] = field(default_factory=dict)  # Idempotency-Key -> id
-    refused: dict[str, str] = field(default_factory=dict)  # Idempotency-Key -> why
-    resent: int = 0
-
-    async def submit(self, session: aiohttp.ClientSession, index: int, body: bytes) -> None:
-        """POST one message until a gateway acknowledges it (202, or 200 for a resend).
-
-        A lost connection or a 503 is tried again at the next live gateway with the
-        same Idempotency-Key; any other answer is a refusal and recorded.
-        """
-        key = str(uuid.uuid4())
-        headers = {
-            "Authorization": f"Bearer {TOKEN}",
-            "Content-Type": "application/xml",
-            "Idempotency-Key": key,
-        }
-        why = "no try"
-        for attempt in range(POST_TRIES):
-            if attempt:
-                self.resent += 1
-            base = self.targets[(index + attempt) % len(self.targets)]
-            try:
-                async with session.post(
-                    f"{base}/v1/messages",
-                    data=body,
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=30),
-                ) as response:
-                    text = await response.text()
-                    if response.status in (200, 202):
-                        self.acknowledged[key] = json.loads(text)["id"]
-                        return
-                    why = f"{response.status}: {text}"
-                    if response.status != 503:
-                        break
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                why = f"{type(exc).__name__}: {exc}"
-        self.refused[key] = why
-
-    def acknowledged_ids(self) -> set[str]:
-        """Message ids the gateways answered with."""
-        return set(self.acknowledged.values())
-
-    async def send(self, bodies: list[bytes]) -> None:
-        """Send every body, at most ``CONCURRENT_POSTS`` at a time."""
-        work = iter(enumerate(bodies))
-        async with aiohttp.ClientSession() as session:
-
-            async def post_next() -> None:
-                for index, body in work:
-                    await self.submit(session, index, body)
-
-            await asyncio.gather(*(post_next() for _ in range(CONCURRENT_POSTS)))
 
 
 @dataclass(frozen=True)

@@ -211,3 +211,22 @@ def test_an_fvdaten_destination_without_fachverfahren_is_refused(tmp_path: Path)
 
     with pytest.raises(ConfigError, match="fachverfahren"):
         load_config(write(tmp_path, text))
+
+
+def test_one_gateway_process_unless_http_processes_says_more(tmp_path: Path) -> None:
+    """``[http] processes`` defaults to 1 and takes the number of serve processes."""
+    minimal = MINIMAL.format(digest=token_digest("s3cret"))
+    several = minimal.replace("[[partners]]", "[http]\nprocesses = 4\n\n[[partners]]")
+
+    assert load_config(write(tmp_path, minimal)).http.processes == 1
+    assert load_config(write(tmp_path, several)).http.processes == 4
+
+
+def test_zero_processes_is_explained(tmp_path: Path) -> None:
+    """``[http] processes = 0`` names the key and the lower bound."""
+    text = MINIMAL.format(digest=token_digest("s3cret")).replace(
+        "[[partners]]", "[http]\nprocesses = 0\n\n[[partners]]"
+    )
+
+    with pytest.raises(ConfigError, match=r"http\.processes: .*greater than or equal to 1"):
+        load_config(write(tmp_path, text))
