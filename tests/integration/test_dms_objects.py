@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from adapters.dms import dmsin_names as names
@@ -24,7 +25,9 @@ from contracts.journal import DeliveryState, NewMessage
 from contracts.processes import DmsObjectEntry
 from contracts.xdomea import uuid_key
 from gateway.abgabe import process_status
+from gateway.api import create_api
 from gateway.blobs import BlobStore
+from gateway.config import token_digest
 from gateway.destinations import build_destinations
 from gateway.journal.store import Journal
 from gateway.journal.tables import events
@@ -39,6 +42,9 @@ from tests.dms_support import (
     kleine_akte,
     running_sim,
 )
+
+OPERATOR_TOKEN = "operator-token-of-kommune-b"
+TOKEN_A = "a-token-only-kommune-a-knows-0815"
 
 
 @pytest.fixture
@@ -65,6 +71,14 @@ def settings(tmp_path: Path) -> GatewayConfig:
     return GatewayConfig.model_validate(
         {
             "node": {"id": "kommune-b", "behoerdenkennung": "060:4711"},
+            "operator": {"token_sha256": token_digest(OPERATOR_TOKEN)},
+            "partners": [
+                {
+                    "id": "kommune-a",
+                    "behoerdenkennung": "060:0815",
+                    "token_sha256": token_digest(TOKEN_A),
+                }
+            ],
             "destinations": {
                 "dms-b": {
                     "type": "dms",
@@ -234,6 +248,30 @@ async def test_process_status_lists_the_filed_objects(
     assert len(status.dms_objects) == len(all_specs([akte]))
     [delivered] = views[0].deliveries
     assert all(e.at == delivered.finished_at for e in status.dms_objects)
+
+
+async def test_operator_sees_the_objects_and_the_sending_partner_does_not(
+    journal: Journal, blobs: BlobStore, sent: Behaelter, tmp_path: Path
+) -> None:
+    """``GET /v1/processes/ID`` lists the DMS objects to B's operator, none to A (the sender)."""
+    config = settings(tmp_path)
+    message_id = await accept(journal, blobs, sent, "dms-b")
+    destination = filesystem_destination(tmp_path / "dms")
+    await deliver(journal, blobs, config, message_id, "dms-b", destination)
+    recorded = await journal.dms_objects([message_id])
+
+    async with TestClient(TestServer(create_api(config, journal, blobs))) as client:
+        shown = {}
+        for who, token in (("operator", OPERATOR_TOKEN), ("kommune-a", TOKEN_A)):
+            response = await client.get(
+                f"/v1/processes/{sent.prozess_id}", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert response.status == 200, await response.text()
+            shown[who] = await response.json()
+
+    assert [o["adresse"] for o in shown["operator"]["dms_objects"]] == [e.adresse for e in recorded]
+    assert [m["id"] for m in shown["kommune-a"]["messages"]] == [message_id]
+    assert shown["kommune-a"]["dms_objects"] == []
 
 
 async def test_transfer_folder_delivery_records_no_dms_objects(
