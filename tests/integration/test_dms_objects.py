@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
 
 from adapters.dms import dmsin_names as names
 from adapters.dms.destination import DmsImport
 from contracts.builders import AkteSpec
 from contracts.config import GatewayConfig
-from contracts.delivery import Destination
+from contracts.delivery import Destination, DmsObject
 from contracts.journal import DeliveryState, NewMessage
 from contracts.processes import DmsObjectEntry
 from contracts.xdomea import uuid_key
@@ -42,6 +43,7 @@ from tests.dms_support import (
     kleine_akte,
     running_sim,
 )
+from tests.integration.test_journal import LEASE, new_message
 
 OPERATOR_TOKEN = "operator-token-of-kommune-b"
 TOKEN_A = "a-token-only-kommune-a-knows-0815"
@@ -296,3 +298,30 @@ async def _event_details(journal: Journal, message_id: str) -> list[dict[str, An
     )
     rows = await journal._read(lambda conn: conn.execute(query).all())
     return [json.loads(row.detail) for row in rows]
+
+
+async def test_recording_dms_objects_costs_no_extra_statement(journal: Journal) -> None:
+    """Completing a delivery with DMS objects runs the same SQL statements as one without."""
+    for index in range(3):
+        await journal.accept(
+            new_message(prozess_id=f"0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F{index}"), ["dms-b"]
+        )
+    warm_up, without, with_objects = await journal.claim("w1", limit=3, lease=LEASE)
+    await journal.complete(warm_up, "w1", imported={})
+    objekt = DmsObject(uuid="u-1", art="Akte", adresse="COO.1.2", status="created")
+    statements: dict[str, list[str]] = {}
+    for name, claim, objects in (("without", without, ()), ("with", with_objects, (objekt,))):
+        seen: list[str] = []
+
+        def record(*args: Any, seen: list[str] = seen) -> None:
+            seen.append(args[2])  # the statement's SQL text
+
+        event.listen(Engine, "before_cursor_execute", record)
+        try:
+            await journal.complete(claim, "w1", imported={}, dms_objects=objects)
+        finally:
+            event.remove(Engine, "before_cursor_execute", record)
+        statements[name] = seen
+
+    assert statements["with"] == statements["without"] != []
+    assert [e.adresse for e in await journal.dms_objects([with_objects.message_id])] == ["COO.1.2"]
