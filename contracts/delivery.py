@@ -15,7 +15,7 @@ Idempotency-Key).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,6 +39,34 @@ class Outbound(BaseModel):
     file_name: str | None = None
 
 
+#: ``created``: this import made it; ``found``: an earlier import (or attempt) had.
+DmsObjectStatus = Literal["created", "found"]
+
+
+class DmsContent(BaseModel):
+    """A primary document filed into a Dokument, with the SHA-256 the import checked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dateiname: str
+    sha256: str
+    status: DmsObjectStatus
+
+
+class DmsObject(BaseModel):
+    """A Schriftgutobjekt a DMS import created or found, and where it lies in the DMS."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    uuid: str
+    #: ``Akte``, ``Vorgang``, ``Dokument``, … (the xdomea kind).
+    art: str
+    adresse: str
+    status: DmsObjectStatus
+    #: A Dokument's primary documents in the DMS (refused ones are not listed).
+    inhalte: tuple[DmsContent, ...] = ()
+
+
 class DeliveryResult(BaseModel):
     """What a destination that imports a message reports back about it (optional).
 
@@ -50,6 +78,9 @@ class DeliveryResult(BaseModel):
 
     #: Outcome per Schriftgutobjekt UUID; in practice only the failures.
     objects: dict[str, ObjectResult] = {}
+    #: Every object the import filed or found in the DMS, in import order (the worker
+    #: records them with the outcome; the process view lists them).
+    dms_objects: tuple[DmsObject, ...] = ()
 
 
 class Destination(Protocol):

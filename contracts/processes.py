@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from contracts.delivery import DmsContent, DmsObjectStatus
 from contracts.journal import MessageState, ReceiptView
 
 
@@ -48,6 +49,22 @@ class TimelineEntry(_Frozen):
     empfaenger: str
     sha256: str
     state: MessageState
+
+
+class DmsObjectEntry(_Frozen):
+    """A DMS object this gateway's ``dms`` destination filed (or found) for a message."""
+
+    #: When the delivery that filed it was recorded.
+    at: datetime
+    message_id: str
+    destination: str
+    uuid: str
+    art: str
+    adresse: str
+    #: ``found`` when an earlier import had made it (a redelivery, a second Abgabe).
+    status: DmsObjectStatus
+    #: A Dokument's primary documents, each with its SHA-256.
+    inhalte: tuple[DmsContent, ...] = ()
 
 
 class ObjectFailure(_Frozen):
@@ -148,5 +165,8 @@ class ProcessStatus(_Frozen):
     #: Receipts this gateway owes in the process (on the receiving side), with the
     #: overdue flag for one that cannot be produced.
     receipts: tuple[ReceiptView, ...] = ()
+    #: The DMS objects this gateway's ``dms`` destinations filed or found for the
+    #: process's messages (operator view only; a partner sees none).
+    dms_objects: tuple[DmsObjectEntry, ...] = ()
     #: Set for an Aussonderung (0501/0503 to an archive).
     aussonderung: AussonderungDetails | None = None

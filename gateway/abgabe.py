@@ -285,7 +285,8 @@ async def process_status(
     views: list[MessageView],
 ) -> ProcessStatus:
     """The derived process state of ``views``, the Abgabe record (if started here),
-    the receipts this gateway owes for them and, for an Aussonderung, its records."""
+    the receipts this gateway owes for them, the DMS objects its ``dms`` destinations
+    filed for them and, for an Aussonderung, its records."""
     records = await journal.aussonderung_records(prozess_id)
     status = await asyncio.to_thread(
         processes.derive,
@@ -303,7 +304,10 @@ async def process_status(
         [v.id for v in views],
         timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
     )
-    return status.model_copy(update={"abgabe": abgabe, "receipts": tuple(owed)})
+    dms_objects = await journal.dms_objects([v.id for v in views])
+    return status.model_copy(
+        update={"abgabe": abgabe, "receipts": tuple(owed), "dms_objects": tuple(dms_objects)}
+    )
 
 
 async def read_vermerk(port: DmsPort, adresse: str, field: str) -> Abgabevermerk | None:

@@ -511,7 +511,8 @@ async def get_process(request: web.Request) -> web.Response:
 
     A partner sees the messages it may see (``_visible``) and the state derived from
     them only; the operator sees all, with the Abgabe record (DMS address, completion
-    action) when the process was started with ``abgabe start``.
+    action) when the process was started with ``abgabe start`` and the DMS objects
+    this gateway's ``dms`` destinations filed.
     """
     prozess_id = request.match_info["prozess_id"]
     operator = request.get(OPERATOR, False)
@@ -525,7 +526,9 @@ async def get_process(request: web.Request) -> web.Response:
     # Derived from what this partner may see only, so it learns nothing more.
     status = await abgabe.process_status(config, journal, request.app[BLOBS], prozess_id, views)
     if not operator:
-        status = status.model_copy(update={"abgabe": None})
+        # DMS addresses describe this Kommune's filing; the 0402 already tells the
+        # sender what was imported, so a partner sees no DMS objects.
+        status = status.model_copy(update={"abgabe": None, "dms_objects": ()})
     return _json(ProcessResponse(**dict(status), messages=tuple(views)))
 
 

@@ -979,3 +979,13 @@ def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
             f"  {entry.at.isoformat()}  {entry.nachrichtentyp} {entry.message_element}  "
             f"{entry.absender} -> {entry.empfaenger}  sha256 {entry.sha256}  {entry.state.value}"
         )
+    if status.dms_objects:
+        click.echo("  DMS objects filed by this gateway:")
+    for objekt in status.dms_objects:
+        # "found": an earlier import had made it (a redelivery, a second Abgabe).
+        click.echo(
+            f"  {objekt.at.isoformat()}  {objekt.status} {objekt.art} {objekt.uuid}  "
+            f"{objekt.destination}: {objekt.adresse}  (message {objekt.message_id})"
+        )
+        for inhalt in objekt.inhalte:
+            click.echo(f"      {inhalt.dateiname}  sha256 {inhalt.sha256}  {inhalt.status}")

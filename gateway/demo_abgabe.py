@@ -11,9 +11,10 @@ folder. The run:
 3. B's gateway imports it into B's DMS and answers 0403 and 0402; A's gateway
    closes the process and writes the Abgabevermerk onto its Akte
    (``on_completed = "mark-abgegeben"``);
-4. prints A's process timeline (0401, 0403, 0402 with SHA-256), B's DMS objects
-   with their addresses, and checks every document in B's DMS is bit-identical
-   to A's and the Abgabevermerk is on A's Akte.
+4. prints A's process timeline (0401, 0403, 0402 with SHA-256), B's process
+   view of the objects B's gateway filed (addresses, documents' SHA-256, from B's
+   journal), B's DMS objects as the DMS itself lists them, and checks every
+   document in B's DMS is bit-identical to A's and the Abgabevermerk is on A's Akte.
 """
 
 from __future__ import annotations
@@ -229,14 +230,27 @@ async def run(
             " ".join(codes),
         )
 
-        step("6. B's DMS holds the Akte; every document bit-identical (SHA-256)")
+        step("6. B's process: the objects B's gateway filed into its DMS (B's journal)")
+        status_b = await _process(node_b, prozess_id)
+        for objekt in status_b.dms_objects:
+            journey.info(f"{objekt.at:%H:%M:%S} {objekt.status} {objekt.art}  {objekt.adresse}")
+            for inhalt in objekt.inhalte:
+                journey.info(f"  {inhalt.dateiname}  sha256 {inhalt.sha256}")
+        recorded_hashes = {i.dateiname: i.sha256 for o in status_b.dms_objects for i in o.inhalte}
+        journey.check(
+            recorded_hashes == seeded.originals,
+            "B's process records every document filed with A's SHA-256",
+            f"{len(recorded_hashes)} of {len(seeded.originals)} documents",
+        )
+
+        step("7. B's DMS holds the Akte; every document bit-identical (SHA-256)")
         port_b = _port(sim_b)
         try:
             await _check_b(journey, port_b, seeded.uuid, seeded.originals)
         finally:
             await port_b.close()
 
-        step("7. A's DMS: the Akte is marked abgegeben (completion action)")
+        step("8. A's DMS: the Akte is marked abgegeben (completion action)")
         port_a = _port(sim_a)
         try:
             assert node_a.config.dms is not None
@@ -352,6 +366,17 @@ async def _contents(port: DmsPort, adresse: str, folder: Path, found: dict[str, 
         found[inhalt.dateiname] = await port.read_content(inhalt, folder / str(len(found)))
     for kind in objekt.kinder:
         await _contents(port, kind, folder, found)
+
+
+async def _process(node: Node, prozess_id: str) -> ProcessStatus:
+    """The process as ``process show`` shows it on ``node`` (its operator's view)."""
+    journal: Journal = node.app[JOURNAL]
+    blobs = BlobStore(node.config.storage.blobs)
+    try:
+        views = await journal.process(prozess_id)
+        return await abgabe.process_status(node.config, journal, blobs, prozess_id, views)
+    finally:
+        blobs.close()
 
 
 async def _wait_closed(node: Node, prozess_id: str) -> ProcessStatus:

@@ -403,8 +403,9 @@ class Worker:
         worker = self.worker_id
         if isinstance(outcome, Delivered):
             imported = self._imported(claim.destination, outcome)
+            created = outcome.result.dms_objects if outcome.result is not None else ()
             await self._journal_call(
-                lambda: self.journal.complete(claim, worker, imported=imported)
+                lambda: self.journal.complete(claim, worker, imported=imported, dms_objects=created)
             )
             logger.info("delivery_succeeded", worker=worker, duration_ms=elapsed_ms)
             return

@@ -68,14 +68,15 @@ class DmsImport:
         """Import ``item`` into the DMS; see ``import_message``.
 
         Returns:
-            The objects the DMS refused (``ObjectRefused``), for the 0402; the rest
-            was imported.
+            The objects the DMS refused (``ObjectRefused``), for the 0402 (the rest
+            was imported), and every object filed or found with its DMS address.
         """
         ergebnis = await self.import_message(item)
         return DeliveryResult(
             objects={
                 uuid: ObjectResult.failed(*reasons) for uuid, reasons in ergebnis.fehler.items()
-            }
+            },
+            dms_objects=tuple(ergebnis.objekte),
         )
 
     async def import_message(self, item: Outbound) -> ImportErgebnis:

@@ -25,6 +25,7 @@ from typing import IO
 import structlog
 
 from adapters.dms.plan import Datei, Plan, Schritt
+from contracts.delivery import DmsContent, DmsObject
 from contracts.dms import DmsPort, Inhalt
 from contracts.xdomea import uuid_key
 from gateway.errors import ObjectRefused, PermanentDeliveryError
@@ -67,6 +68,8 @@ class ImportErgebnis:
     inhalte_vorhanden: int = 0
     #: Dokumente (by UUID) the DMS refused a document of, with its reasons (for the 0402).
     fehler: dict[str, list[str]] = field(default_factory=dict)
+    #: Every object filed or found, in plan order, with its stored documents' SHA-256.
+    objekte: list[DmsObject] = field(default_factory=list)
 
 
 async def run_import(
@@ -99,10 +102,22 @@ async def run_import(
         # The lock covers the object and its documents: each is looked up, then made.
         async with locks.lock(schritt.daten.uuid):
             adresse, neu = await _objekt(port, parent, schritt, ergebnis)
-            if schritt.dateien:
+            inhalte = (
                 await _inhalte(port, adresse, neu, schritt, source, ergebnis)
+                if schritt.dateien
+                else ()
+            )
         adressen.append(adresse)
         ergebnis.adressen[schritt.daten.uuid] = adresse
+        ergebnis.objekte.append(
+            DmsObject(
+                uuid=schritt.daten.uuid,
+                art=schritt.daten.art.value,
+                adresse=adresse,
+                status="created" if neu else "found",
+                inhalte=inhalte,
+            )
+        )
     log.info(
         "dms_import_done",
         dms=port.where,
@@ -138,14 +153,23 @@ async def _inhalte(
     schritt: Schritt,
     source: DocumentSource,
     ergebnis: ImportErgebnis,
-) -> None:
+) -> tuple[DmsContent, ...]:
+    """Store the Dokument's primary documents; returns those it holds now (not refused ones).
+
+    Each SHA-256 returned is the document's as sent: the port checks a new content
+    object against it, and an existing one is read back and compared.
+    """
     # A Dokument made just now holds nothing yet; only a resumed one is asked.
     vorhanden = {} if neu else {i.dateiname: i for i in (await port.read(dokument)).inhalte}
+    gespeichert: list[DmsContent] = []
     for datei in schritt.dateien:
         existing = vorhanden.get(datei.dateiname)
         if existing is not None:
             await _require_same(port, existing, datei, schritt)
             ergebnis.inhalte_vorhanden += 1
+            gespeichert.append(
+                DmsContent(dateiname=datei.dateiname, sha256=datei.sha256, status="found")
+            )
             continue
         try:
             inhalt = await port.add_content(
@@ -164,7 +188,11 @@ async def _inhalte(
             log.warning("dms_content_refused", uuid=schritt.daten.uuid, error=exc.message)
             continue
         ergebnis.inhalte_angelegt += 1
+        gespeichert.append(
+            DmsContent(dateiname=datei.dateiname, sha256=datei.sha256, status="created")
+        )
         log.info("dms_content_created", uuid=schritt.daten.uuid, adresse=inhalt.adresse)
+    return tuple(gespeichert)
 
 
 async def _require_same(port: DmsPort, inhalt: Inhalt, datei: Datei, schritt: Schritt) -> None:

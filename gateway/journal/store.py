@@ -60,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from contracts.builders import ObjectResult
+from contracts.delivery import DmsObject
 from contracts.journal import (
     Accepted,
     AttemptView,
@@ -74,7 +75,7 @@ from contracts.journal import (
     ReceiptTask,
     ReceiptView,
 )
-from contracts.processes import AbgabeState, AbgabeView, CompletionState
+from contracts.processes import AbgabeState, AbgabeView, CompletionState, DmsObjectEntry
 from gateway.errors import (
     IdempotencyConflict,
     JournalError,
@@ -103,6 +104,7 @@ M = messages.c
 A = attempts.c
 R = receipts.c
 AB = abgaben.c
+E = events.c
 
 T = TypeVar("T")
 Transaction = Callable[[Connection], T]
@@ -139,6 +141,8 @@ class _Outcome:
     next_attempt_at: datetime | None
     #: Per-object import results (JSON) when a local destination imported the message.
     imported: str | None = None
+    #: The DMS objects an import filed or found (``DmsObject`` as JSON-ready dicts).
+    dms_objects: list[dict[str, Any]] | None = None
 
 
 class _Statements:
@@ -631,6 +635,7 @@ class Journal:
         worker: str,
         *,
         imported: Mapping[str, ObjectResult] | None = None,
+        dms_objects: Sequence[DmsObject] = (),
         now: datetime | None = None,
     ) -> None:
         """Mark a claimed delivery delivered.
@@ -640,6 +645,9 @@ class Journal:
                 its per-object results (failures; objects not named were imported).
                 A waiting import receipt of the message becomes due, carrying them, in
                 the same transaction.
+            dms_objects: what a DMS import filed or found; kept in the
+                ``delivery_delivered`` event's detail (no extra statement), listed by
+                ``dms_objects``.
 
         Raises:
             LeaseLost: the lease was taken over; the other worker's outcome counts.
@@ -647,7 +655,15 @@ class Journal:
         at = now or utcnow()
         results = None if imported is None else _results_json(imported)
         item = _Outcome(
-            claim, worker, DeliveryState.DELIVERED, "delivered", None, at, None, results
+            claim,
+            worker,
+            DeliveryState.DELIVERED,
+            "delivered",
+            None,
+            at,
+            None,
+            results,
+            [o.model_dump(mode="json") for o in dms_objects] or None,
         )
         await self._outcomes.submit(item)
 
@@ -1069,6 +1085,37 @@ class Journal:
             func.lower(M.prozess_id) == prozess_id.lower(), limit=10_000, newest_first=False
         )
 
+    async def dms_objects(self, message_ids: Sequence[str]) -> list[DmsObjectEntry]:
+        """The DMS objects recorded with the deliveries of ``message_ids``, oldest first.
+
+        Each delivery that imported a message into a DMS kept them in its
+        ``delivery_delivered`` event; a redelivery adds its own (``found``) entries.
+        """
+        if not message_ids:
+            return []
+        query = (
+            select(E.at, E.message_id, E.detail)
+            .where(E.message_id.in_(list(message_ids)), E.kind == "delivery_delivered")
+            .order_by(E.id)
+        )
+
+        def read(conn: Connection) -> list[DmsObjectEntry]:
+            entries: list[DmsObjectEntry] = []
+            for row in conn.execute(query).all():
+                detail = json.loads(row.detail or "{}")
+                for objekt in detail.get("dms_objects", ()):
+                    entries.append(
+                        DmsObjectEntry(
+                            at=row.at,
+                            message_id=row.message_id,
+                            destination=detail.get("destination", ""),
+                            **objekt,
+                        )
+                    )
+            return entries
+
+        return await self._read(read)
+
     # ------------------------------------------------------------------ aussonderung
 
     async def record_aussonderung(
@@ -1272,6 +1319,7 @@ def _tx_finish(
                 attempt=claim.attempt,
                 error=item.error,
                 next_attempt_at=item.next_attempt_at.isoformat() if item.next_attempt_at else None,
+                dms_objects=item.dms_objects,
             )
         )
     if finished:

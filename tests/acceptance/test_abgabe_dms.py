@@ -368,6 +368,31 @@ def test_akte_moves_from_a_dms_to_b_dms_and_a_marks_it_abgegeben(kommunen: Kommu
     vermerk = kommunen.vermerk()
     assert vermerk is not None
     assert (vermerk["prozess_id"], vermerk["empfaenger"]) == (started["prozess_id"], "060:4711")
+    assert not shown["dms_objects"], "A's gateway filed nothing into a DMS"
+
+
+def test_b_process_show_lists_every_object_filed_with_address_and_sha256(
+    kommunen: Kommunen,
+) -> None:
+    """On B, ``process show`` lists each object its DMS import created, at B's DMS address."""
+    kommunen.b.start()
+    kommunen.a.start()
+    started = kommunen.start_abgabe()
+    kommunen.wait_closed(started["prozess_id"])
+
+    shown = json.loads(kommunen.b.cli("process", "show", started["prozess_id"], "--json").stdout)
+    printed = kommunen.b.cli("process", "show", started["prozess_id"]).stdout
+
+    held = {o["address"]: o for o in kommunen.dms_b.objects() if o["objclass"] != names.INHALT}
+    assert sorted(o["adresse"] for o in shown["dms_objects"]) == sorted(held)
+    assert {o["status"] for o in shown["dms_objects"]} == {"created"}
+    contents = {i["dateiname"]: i["sha256"] for o in shown["dms_objects"] for i in o["inhalte"]}
+    assert contents == kommunen.documents == kommunen.contents_b()
+    for objekt in shown["dms_objects"]:
+        assert f"created {objekt['art']} {objekt['uuid']}" in printed
+        assert objekt["adresse"] in printed
+    for name, digest in kommunen.documents.items():
+        assert f"{name}  sha256 {digest}  created" in printed
 
 
 def test_starting_the_open_abgabe_again_sends_nothing_new(kommunen: Kommunen) -> None:

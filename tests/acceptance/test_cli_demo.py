@@ -37,6 +37,7 @@ def test_demo_moves_an_akte_from_a_dms_to_b_dms_over_mutual_tls(
     receipts = "0401, 0403, 0402" if version == "3.1.0" else "0401, 0402"
     assert f"[ok  ] {receipts} in A's timeline" in result.stdout
     assert "[ok  ] A's process is completed" in result.stdout
+    assert "[ok  ] B's process records every document filed with A's SHA-256" in result.stdout
     assert "[ok  ] Abgabevermerk on COO." in result.stdout
     assert (tmp_path / "certs" / "ca.crt").is_file()
     config = (tmp_path / "kommune-a" / "gateway.toml").read_text()
