@@ -35,7 +35,6 @@ import asyncio
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import structlog
@@ -43,7 +42,6 @@ import structlog
 from adapters.dms.exporter import export_0401
 from contracts.config import GatewayConfig, PartnerConfig
 from contracts.dms import Abgabevermerk, DmsPort
-from contracts.journal import MessageView
 from contracts.processes import (
     AbgabeState,
     AbgabeView,
@@ -65,7 +63,7 @@ from gateway.errors import (
     TransientDeliveryError,
 )
 from gateway.intake import Intake, Submission
-from gateway.journal.store import Journal, utcnow
+from gateway.journal.store import Journal
 from schemas import catalog
 
 log = structlog.get_logger(__name__)
@@ -277,35 +275,6 @@ async def file_chunks(path: Path) -> AsyncIterator[bytes]:
         handle.close()
 
 
-async def process_status(
-    config: GatewayConfig,
-    journal: Journal,
-    blobs: BlobStore,
-    prozess_id: str,
-    views: list[MessageView],
-) -> ProcessStatus:
-    """The derived process state of ``views``, the Abgabe record (if started here),
-    the receipts this gateway owes for them and, for an Aussonderung, its records."""
-    records = await journal.aussonderung_records(prozess_id)
-    status = await asyncio.to_thread(
-        processes.derive,
-        prozess_id,
-        views,
-        own_kennung=config.node.behoerdenkennung,
-        blobs=blobs,
-        timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
-        now=utcnow(),
-        records=records,
-        archives=config.archives,
-    )
-    abgabe = await journal.abgabe_for_process(prozess_id)
-    owed = await journal.receipts_owed(
-        [v.id for v in views],
-        timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
-    )
-    return status.model_copy(update={"abgabe": abgabe, "receipts": tuple(owed)})
-
-
 async def read_vermerk(port: DmsPort, adresse: str, field: str) -> Abgabevermerk | None:
     """The Abgabevermerk in the Fachdatum ``field`` of the object, or ``None``.
 
@@ -394,7 +363,7 @@ class CompletionRunner:
         self._any_open = bool(open_)
         for abgabe in open_:
             views = await self._journal.process(abgabe.prozess_id)
-            status = await process_status(
+            status = await processes.status(
                 self._config, self._journal, self._blobs, abgabe.prozess_id, views
             )
             with structlog.contextvars.bound_contextvars(

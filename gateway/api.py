@@ -51,7 +51,7 @@ from contracts.config import GatewayConfig, PartnerConfig
 from contracts.dms import DmsPort
 from contracts.journal import MessageView
 from contracts.xdomea import Finding
-from gateway import abgabe, tls
+from gateway import abgabe, processes, tls
 from gateway.blobs import BlobStore
 from gateway.config import is_operator_token, partner_for_token
 from gateway.errors import (
@@ -523,7 +523,7 @@ async def get_process(request: web.Request) -> web.Response:
         raise ApiProblem(404, "not-found", "Not found", f"no message with ProzessID {prozess_id}")
     config = request.app[CONFIG]
     # Derived from what this partner may see only, so it learns nothing more.
-    status = await abgabe.process_status(config, journal, request.app[BLOBS], prozess_id, views)
+    status = await processes.status(config, journal, request.app[BLOBS], prozess_id, views)
     if not operator:
         status = status.model_copy(update={"abgabe": None})
     return _json(ProcessResponse(**dict(status), messages=tuple(views)))

@@ -41,7 +41,7 @@ from contracts.delivery import Outbound
 from contracts.dms import DmsPort, Objektdaten
 from contracts.processes import AbgabeState, ProcessStatus
 from contracts.xdomea import SchriftgutobjektArt
-from gateway import abgabe, cli_certs, demo_data, demo_dms, tls
+from gateway import abgabe, cli_certs, demo_data, demo_dms, processes, tls
 from gateway.app import JOURNAL, build_app, start_abgabe
 from gateway.blobs import BlobStore
 from gateway.config import load_config
@@ -363,7 +363,7 @@ async def _wait_closed(node: Node, prozess_id: str) -> ProcessStatus:
     try:
         while True:
             views = await journal.process(prozess_id)
-            status = await abgabe.process_status(node.config, journal, blobs, prozess_id, views)
+            status = await processes.status(node.config, journal, blobs, prozess_id, views)
             closed = status.abgabe is not None and status.abgabe.state in (
                 AbgabeState.COMPLETED,
                 AbgabeState.PARTIALLY_IMPORTED,

@@ -23,7 +23,6 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -45,7 +44,6 @@ from gateway.blobs import BlobStore
 from gateway.config import load_config
 from gateway.demo import Journey
 from gateway.dev_webdav import webdav_server
-from gateway.journal.store import utcnow
 
 Echo = Callable[[str], None]
 
@@ -283,20 +281,9 @@ async def _gateway_run(
 async def _status(app: web.Application, config: GatewayConfig, prozess_id: str) -> ProcessStatus:
     journal = app[JOURNAL]
     views = await journal.process(prozess_id)
-    records = await journal.aussonderung_records(prozess_id)
     blobs = BlobStore(config.storage.blobs)
     try:
-        return await asyncio.to_thread(
-            processes.derive,
-            prozess_id,
-            views,
-            own_kennung=config.node.behoerdenkennung,
-            blobs=blobs,
-            timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
-            now=utcnow(),
-            records=records,
-            archives=config.archives,
-        )
+        return await processes.status(config, journal, blobs, prozess_id, views)
     finally:
         blobs.close()
 

@@ -20,7 +20,6 @@ import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -32,7 +31,6 @@ from gateway import processes
 from gateway.app import JOURNAL, build_app, send_file
 from gateway.blobs import BlobStore
 from gateway.config import load_config, token_digest
-from gateway.journal.store import utcnow
 
 _CONFIG = """\
 # Written by 'ikz-gateway demo'. Start this gateway alone with:
@@ -105,15 +103,7 @@ class Node:
         views = await self.process(prozess_id)
         blobs = BlobStore(self.config.storage.blobs)
         try:
-            return await asyncio.to_thread(
-                processes.derive,
-                prozess_id,
-                views,
-                own_kennung=self.config.node.behoerdenkennung,
-                blobs=blobs,
-                timeout=timedelta(seconds=self.config.processes.receipt_timeout_seconds),
-                now=utcnow(),
-            )
+            return await processes.status(self.config, self.app[JOURNAL], blobs, prozess_id, views)
         finally:
             blobs.close()
 

@@ -23,7 +23,7 @@ from contracts.builders import ObjectResult
 from contracts.config import DmsDestination, GatewayConfig
 from contracts.dms import DmsPort
 from contracts.processes import AbgabeState, CompletionState, ProcessState
-from gateway import abgabe
+from gateway import abgabe, processes
 from gateway.api import create_api
 from gateway.app import local_sender
 from gateway.blobs import BlobStore
@@ -270,7 +270,7 @@ async def test_partial_import_marks_nothing_and_shows_partially_imported(node: N
 
     assert await abgabe.read_vermerk(node.dms, node.akte, FIELD) is None
     views = await node.journal.process(started.abgabe.prozess_id)
-    status = await abgabe.process_status(
+    status = await processes.status(
         node.config, node.journal, node.blobs, started.abgabe.prozess_id, views
     )
     assert status.state is ProcessState.PARTIALLY_IMPORTED
