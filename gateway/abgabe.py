@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +51,7 @@ from contracts.processes import (
 from contracts.xdomea import Behoerdenkennung, Kontakt
 from gateway import processes
 from gateway.blobs import BlobStore
+from gateway.blocking import file_chunks
 from gateway.errors import (
     AbgabeError,
     BuildError,
@@ -263,16 +263,6 @@ def kontakt(kennung: str) -> Kontakt:
     """A Kontakt holding only a Behördenkennung (``praefix:kennung``)."""
     praefix, _, schluessel = kennung.partition(":")
     return Kontakt(behoerdenkennung=Behoerdenkennung(praefix=praefix, kennung=schluessel))
-
-
-async def file_chunks(path: Path) -> AsyncIterator[bytes]:
-    """A file's bytes in 1 MiB chunks, read in a thread."""
-    handle = await asyncio.to_thread(path.open, "rb")
-    try:
-        while chunk := await asyncio.to_thread(handle.read, 1024 * 1024):
-            yield chunk
-    finally:
-        handle.close()
 
 
 async def read_vermerk(port: DmsPort, adresse: str, field: str) -> Abgabevermerk | None:

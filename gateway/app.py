@@ -31,6 +31,7 @@ from gateway.abgabe import CompletionRunner, Started, check_startable
 from gateway.abgabe import start as abgabe_start
 from gateway.api import create_api
 from gateway.blobs import BlobStore
+from gateway.blocking import file_chunks
 from gateway.destinations import build_destinations
 from gateway.dropfolder import DropFolder
 from gateway.intake import Intake, IntakeOutbox, Submission
@@ -227,21 +228,12 @@ async def send_file(config: GatewayConfig, path: Path) -> Accepted:
         await journal.upgrade()
         intake = Intake(config, journal, blobs)
         return await intake.submit(
-            _file_chunks(path),
+            file_chunks(path),
             Submission(partner=local_sender(config), channel="cli", file_name=path.name),
         )
     finally:
         await journal.close()
         blobs.close()
-
-
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    handle = await asyncio.to_thread(path.open, "rb")
-    try:
-        while chunk := await asyncio.to_thread(handle.read, 1024 * 1024):
-            yield chunk
-    finally:
-        handle.close()
 
 
 async def start_abgabe(config: GatewayConfig, akte: str, to: str) -> Started:
