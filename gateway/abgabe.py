@@ -64,6 +64,7 @@ from gateway.errors import (
 )
 from gateway.intake import Intake, Submission
 from gateway.journal.store import Journal
+from gateway.rounds import run_rounds
 from schemas import catalog
 
 log = structlog.get_logger(__name__)
@@ -324,22 +325,14 @@ class CompletionRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Close completed Abgaben until ``stop`` is set; outages are waited out."""
-        failures = 0
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                await self.run_once()
-                failures = 0
-            except (JournalUnavailable, TransientDeliveryError) as exc:
-                failures += 1
-                log.warning("abgabe_completion_waiting", error=str(exc), failures=failures)
-            delay = self._poll * min(2**failures, 30)
-            waiters = [asyncio.create_task(e.wait()) for e in (stop, self._wake)]
-            try:
-                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+        await run_rounds(
+            self.run_once,
+            stop,
+            self._wake,
+            poll_seconds=self._poll,
+            outages=(JournalUnavailable, TransientDeliveryError),
+            event="abgabe_completion_waiting",
+        )
 
     async def run_once(self) -> int:
         """Close every open Abgabe whose 0402 arrived; how many were closed.
