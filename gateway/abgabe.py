@@ -41,6 +41,7 @@ import structlog
 from adapters.dms.exporter import export_0401
 from contracts.config import GatewayConfig, PartnerConfig
 from contracts.dms import Abgabevermerk, DmsPort
+from contracts.journal import NewMessage
 from contracts.processes import (
     AbgabeState,
     AbgabeView,
@@ -313,14 +314,24 @@ class CompletionRunner:
         self._field = config.dms.abgabe_field if config.dms is not None else "xdomea_abgabe"
         self._poll = poll_seconds
         self._wake = asyncio.Event()
-        # Whether the last look found open Abgaben: without any, an arriving message
-        # cannot close one, and waking for each would cost a journal query per message
-        # (one started meanwhile, also by another process, is found by the next poll).
-        self._any_open = True
+        # The ProzessIDs (lower case) of the Abgaben open at the last look; None
+        # before the first. A round re-derives every open Abgabe (journal and blob
+        # reads), so waking it for every accepted message would cost that per
+        # message while a partner is down for days. One started meanwhile, also by
+        # another process, is found by the next poll.
+        self._open: frozenset[str] | None = None
 
-    def notify(self) -> None:
-        """A message arrived (perhaps a 0402): look now, if an Abgabe is open."""
-        if self._any_open:
+    def notify(self, message: NewMessage) -> None:
+        """A message was accepted: look now if it can close an open Abgabe.
+
+        That is a 0402 while any Abgabe is open, or any message of a process
+        with an open Abgabe; everything else waits for the next poll.
+        """
+        can_close = self._open is None or (  # None: not looked yet
+            message.prozess_id.lower() in self._open
+            or (message.nachrichtentyp == "0402" and bool(self._open))
+        )
+        if can_close:
             self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -343,7 +354,7 @@ class CompletionRunner:
         """
         closed = 0
         open_ = await self._journal.abgaben_open()
-        self._any_open = bool(open_)
+        self._open = frozenset(a.prozess_id.lower() for a in open_)
         for abgabe in open_:
             views = await self._journal.process(abgabe.prozess_id)
             status = await processes.status(

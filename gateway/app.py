@@ -25,7 +25,7 @@ from aiohttp import web
 
 from adapters.dms.destination import build_port
 from contracts.config import ArchiveConfig, GatewayConfig, PartnerConfig
-from contracts.journal import Accepted
+from contracts.journal import Accepted, NewMessage
 from gateway import tls, xta
 from gateway.abgabe import CompletionRunner, Started, check_startable
 from gateway.abgabe import start as abgabe_start
@@ -73,11 +73,11 @@ async def build_app(config: GatewayConfig, *, workers: bool = True) -> web.Appli
         poll_seconds=max(config.worker.poll_interval_seconds, 1.0),
     )
 
-    def accepted() -> None:
+    def accepted(message: NewMessage) -> None:
         if worker is not None:
             worker.notify()
-        # A 0402 closes an Abgabe; the runner looks only while one is open.
-        completion.notify()
+        # A 0402 closes an Abgabe; the runner decides whether this one can.
+        completion.notify(message)
 
     def receipts_owed() -> None:
         if producer is not None:
