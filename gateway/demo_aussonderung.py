@@ -29,13 +29,12 @@ from typing import Literal
 from aiohttp import web
 
 from adapters.archive.sim import ArchiveSimConfig, ArchiveSimulator
-from adapters.dms.destination import DmsImport, build_port
+from adapters.dms.destination import build_port
 from adapters.transfer.folders import open_folder
 from adapters.xdomea import builders
 from adapters.xdomea.container import write_container
 from contracts.builders import AkteSpec
-from contracts.config import DmsDestination, DmsinConfig, GatewayConfig
-from contracts.delivery import Outbound
+from contracts.config import GatewayConfig
 from contracts.processes import ProcessState, ProcessStatus
 from gateway import demo_data, demo_dms, processes
 from gateway.app import INTAKE, JOURNAL, build_app, local_sender
@@ -137,33 +136,8 @@ async def _seed(
     )
     with tempfile.TemporaryDirectory(dir=workdir) as folder:
         path, _ = write_container(Path(folder), xml, documents)
-        data = path.read_bytes()
-        destination = DmsImport(
-            "seed",
-            DmsDestination(
-                type="dms",
-                backend="dmsin",
-                dmsin=DmsinConfig(wsdl=sim.wsdl_url, userlogin="svc-ikz-demo"),
-                aktenplan_default=sim.aktenplaneintrag,
-            ),
-        )
-        try:
-            ergebnis = await destination.import_message(
-                Outbound(
-                    message_id="seed",
-                    attempt=1,
-                    blob_path=path,
-                    blob_sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data),
-                    content_kind="container",
-                    prozess_id="seed",
-                    nachrichtentyp="0401",
-                    message_element="Abgabe.Abgabe.0401",
-                )
-            )
-        finally:
-            await destination.close()
-    adressen = {akte.uuid: ergebnis.adressen[akte.uuid] for akte in akten}
+        async with demo_dms.seeded(sim, path, userlogin="svc-ikz-demo") as (ergebnis, _):
+            adressen = {akte.uuid: ergebnis.adressen[akte.uuid] for akte in akten}
     return adressen, {n: hashlib.sha256(d).hexdigest() for n, d in documents.items()}
 
 

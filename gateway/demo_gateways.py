@@ -32,7 +32,9 @@ from gateway.app import JOURNAL, build_app, send_file
 from gateway.blobs import BlobStore
 from gateway.config import load_config, token_digest
 
-_CONFIG = """\
+#: The start of every demo gateway's ``gateway.toml`` (``str.format`` fields:
+#: path, node_id, kennung, journal, port); each demo adds its own tables.
+CONFIG_HEAD = """\
 # Written by 'ikz-gateway demo'. Start this gateway alone with:
 #   ikz-gateway serve --config {path}
 [node]
@@ -46,7 +48,11 @@ blobs = "data/blobs"
 [http]
 host = "127.0.0.1"
 port = {port}
+"""
 
+_CONFIG = (
+    CONFIG_HEAD
+    + """
 [worker]
 poll_interval_seconds = 0.2
 
@@ -74,6 +80,7 @@ destination = "{peer_id}"
 empfaenger = "{kennung}"
 destination = "{own_destination}"
 """
+)
 
 
 @dataclass
