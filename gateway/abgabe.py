@@ -39,6 +39,7 @@ from pathlib import Path
 import structlog
 
 from adapters.dms.exporter import export_0401
+from contracts.api import AbgabeResponse
 from contracts.config import GatewayConfig, PartnerConfig
 from contracts.dms import Abgabevermerk, DmsPort
 from contracts.journal import NewMessage
@@ -84,6 +85,24 @@ class Started:
     abgabe: AbgabeView
     message_id: str
     existing: bool
+
+
+def response(started: Started, status_url: str) -> AbgabeResponse:
+    """What ``POST /v1/abgaben`` answers and ``abgabe start --json`` prints for ``started``.
+
+    Args:
+        status_url: where the process state can be read (``GET /v1/processes/{id}``).
+    """
+    return AbgabeResponse(
+        id=started.abgabe.id,
+        akte=started.abgabe.akte,
+        partner=started.abgabe.partner_id,
+        prozess_id=started.abgabe.prozess_id,
+        message_id=started.message_id,
+        state=started.abgabe.state,
+        existing=started.existing,
+        status_url=status_url,
+    )
 
 
 def partner_for(config: GatewayConfig, to: str) -> PartnerConfig:

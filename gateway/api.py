@@ -37,7 +37,6 @@ from pydantic import BaseModel, ValidationError
 from adapters.xdomea.container import ContainerLimits
 from contracts.api import (
     AbgabeRequest,
-    AbgabeResponse,
     Health,
     MessageList,
     MessageQuery,
@@ -561,16 +560,7 @@ async def start_abgabe(request: web.Request) -> web.Response:
         to=body.to,
     )
     status_url = _process_url(request, started.abgabe.prozess_id)
-    answer = AbgabeResponse(
-        id=started.abgabe.id,
-        akte=started.abgabe.akte,
-        partner=started.abgabe.partner_id,
-        prozess_id=started.abgabe.prozess_id,
-        message_id=started.message_id,
-        state=started.abgabe.state,
-        existing=started.existing,
-        status_url=status_url,
-    )
+    answer = abgabe.response(started, status_url)
     return _json(answer, status=200 if started.existing else 202, location=status_url)
 
 
