@@ -76,6 +76,16 @@ def _check_name(value: str) -> str:
     return value
 
 
+def _check_token_digest(value: str | None) -> str | None:
+    """A stored bearer token: its SHA-256 as lower-case hex (or no value)."""
+    if value is not None and not _SHA256.match(value):
+        raise ValueError(
+            "token_sha256 must be the 64-character lower-case hex SHA-256 of the token, "
+            "e.g. from: printf %s TOKEN | sha256sum"
+        )
+    return value
+
+
 def _check_http_url(value: str | None) -> str | None:
     """An http(s) URL (or no value, for an optional one)."""
     if value is not None and not value.startswith(("http://", "https://")):
@@ -231,15 +241,7 @@ class PartnerConfig(_Strict):
         """Whether this partner must present a bearer token."""
         return self.token_sha256 is not None or self.token_env is not None
 
-    @field_validator("token_sha256")
-    @classmethod
-    def _digest(cls, value: str | None) -> str | None:
-        if value is not None and not _SHA256.match(value):
-            raise ValueError(
-                "token_sha256 must be the 64-character lower-case hex SHA-256 of the token, "
-                "e.g. from: printf %s TOKEN | sha256sum"
-            )
-        return value
+    _digest = field_validator("token_sha256")(_check_token_digest)
 
     @model_validator(mode="after")
     def _one_token_source(self) -> PartnerConfig:
@@ -794,15 +796,7 @@ class OperatorConfig(_Strict):
     token_sha256: str | None = None
     token_env: str | None = None
 
-    @field_validator("token_sha256")
-    @classmethod
-    def _digest(cls, value: str | None) -> str | None:
-        if value is not None and not _SHA256.match(value):
-            raise ValueError(
-                "token_sha256 must be the 64-character lower-case hex SHA-256 of the token, "
-                "e.g. from: printf %s TOKEN | sha256sum"
-            )
-        return value
+    _digest = field_validator("token_sha256")(_check_token_digest)
 
     @model_validator(mode="after")
     def _one_token_source(self) -> OperatorConfig:
