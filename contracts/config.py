@@ -76,6 +76,41 @@ def _check_name(value: str) -> str:
     return value
 
 
+def _check_token_digest(value: str | None) -> str | None:
+    """A stored bearer token: its SHA-256 as lower-case hex (or no value)."""
+    if value is not None and not _SHA256.match(value):
+        raise ValueError(
+            "token_sha256 must be the 64-character lower-case hex SHA-256 of the token, "
+            "e.g. from: printf %s TOKEN | sha256sum"
+        )
+    return value
+
+
+def _check_http_url(value: str | None) -> str | None:
+    """An http(s) URL (or no value, for an optional one)."""
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+def _check_key_pair(certificate: Path | None, key: Path | None) -> None:
+    """A client certificate and its key: both or neither."""
+    if (certificate is None) != (key is None):
+        raise ValueError("client_certificate and client_key go together; give both or neither")
+
+
+def _absolute(path: Path | None, base: Path) -> Path | None:
+    """``path`` made absolute against ``base`` (the configuration file's folder)."""
+    return path if path is None or path.is_absolute() else base / path
+
+
+def _absolute_wsdl(wsdl: str, base: Path) -> str:
+    """A WSDL location: a URL as it is, a relative file path made absolute against ``base``."""
+    if wsdl.startswith(("http://", "https://", "file://")) or Path(wsdl).is_absolute():
+        return wsdl
+    return str(base / wsdl)
+
+
 class NodeConfig(_Strict):
     """This gateway: its id and the Behördenkennung it acts for."""
 
@@ -209,15 +244,7 @@ class PartnerConfig(_Strict):
         """Whether this partner must present a bearer token."""
         return self.token_sha256 is not None or self.token_env is not None
 
-    @field_validator("token_sha256")
-    @classmethod
-    def _digest(cls, value: str | None) -> str | None:
-        if value is not None and not _SHA256.match(value):
-            raise ValueError(
-                "token_sha256 must be the 64-character lower-case hex SHA-256 of the token, "
-                "e.g. from: printf %s TOKEN | sha256sum"
-            )
-        return value
+    _digest = field_validator("token_sha256")(_check_token_digest)
 
     @model_validator(mode="after")
     def _one_token_source(self) -> PartnerConfig:
@@ -264,17 +291,11 @@ class HttpDestination(RetryConfig):
     #: PEM: its private key, unencrypted.
     client_key: Path | None = None
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value
+    _url = field_validator("url")(_check_http_url)
 
     @model_validator(mode="after")
     def _credentials(self) -> HttpDestination:
-        if (self.client_certificate is None) != (self.client_key is None):
-            raise ValueError("client_certificate and client_key go together; give both or neither")
+        _check_key_pair(self.client_certificate, self.client_key)
         if self.token_env is None and self.client_certificate is None:
             raise ValueError(
                 "give token_env (the bearer token the peer knows us by), or "
@@ -318,12 +339,7 @@ class DmsinConfig(_Strict):
     #: Read every stored document back and compare its SHA-256 (doubles the traffic).
     verify_readback: bool = True
 
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value
+    _endpoint = field_validator("endpoint")(_check_http_url)
 
 
 class DmsBackendConfig(RetryConfig):
@@ -365,21 +381,14 @@ def _resolved_dms_paths(
     directory: Path | None, dmsin: DmsinConfig | None, base: Path
 ) -> dict[str, object]:
     """The absolute ``directory`` and ``dmsin`` of a DMS backend's settings."""
-
-    def absolute(path: Path | None) -> Path | None:
-        return path if path is None or path.is_absolute() else base / path
-
-    update: dict[str, object] = {"directory": absolute(directory)}
+    update: dict[str, object] = {"directory": _absolute(directory, base)}
     if dmsin is not None:
-        wsdl = dmsin.wsdl
-        if not wsdl.startswith(("http://", "https://", "file://")):
-            wsdl = str(absolute(Path(wsdl)))
         update["dmsin"] = dmsin.model_copy(
             update={
-                "wsdl": wsdl,
-                "ca_file": absolute(dmsin.ca_file),
-                "client_cert": absolute(dmsin.client_cert),
-                "client_key": absolute(dmsin.client_key),
+                "wsdl": _absolute_wsdl(dmsin.wsdl, base),
+                "ca_file": _absolute(dmsin.ca_file, base),
+                "client_cert": _absolute(dmsin.client_cert, base),
+                "client_key": _absolute(dmsin.client_key, base),
             }
         )
     return update
@@ -505,12 +514,7 @@ class SoapDestination(RetryConfig):
     #: CA bundle for an https endpoint; default: the system's.
     ca_file: Path | None = None
 
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value
+    _endpoint = field_validator("endpoint")(_check_http_url)
 
     @field_validator("parameters")
     @classmethod
@@ -530,13 +534,12 @@ class SoapDestination(RetryConfig):
 
     def resolved(self, base: Path) -> SoapDestination:
         """A copy with a relative WSDL path and CA file made absolute."""
-        wsdl = self.wsdl
-        if not wsdl.startswith(("http://", "https://", "file://")) and not Path(wsdl).is_absolute():
-            wsdl = str(base / wsdl)
-        ca_file = self.ca_file
-        if ca_file is not None and not ca_file.is_absolute():
-            ca_file = base / ca_file
-        return self.model_copy(update={"wsdl": wsdl, "ca_file": ca_file})
+        return self.model_copy(
+            update={
+                "wsdl": _absolute_wsdl(self.wsdl, base),
+                "ca_file": _absolute(self.ca_file, base),
+            }
+        )
 
 
 class ArchiveTransferDestination(RetryConfig):
@@ -602,17 +605,11 @@ class XtaDestination(RetryConfig):
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     read_timeout_seconds: float = Field(default=120.0, gt=0)
 
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value
+    _endpoint = field_validator("endpoint")(_check_http_url)
 
     @model_validator(mode="after")
     def _credentials(self) -> XtaDestination:
-        if (self.client_certificate is None) != (self.client_key is None):
-            raise ValueError("client_certificate and client_key go together; give both or neither")
+        _check_key_pair(self.client_certificate, self.client_key)
         if (self.username is None) != (self.password_env is None):
             raise ValueError(
                 "username and password_env go together (WS-Security UsernameToken); "
@@ -622,19 +619,12 @@ class XtaDestination(RetryConfig):
 
     def resolved(self, base: Path) -> XtaDestination:
         """A copy with the WSDL file and TLS files made absolute against ``base``."""
-
-        def absolute(path: Path | None) -> Path | None:
-            return path if path is None or path.is_absolute() else base / path
-
-        wsdl = self.wsdl
-        if not wsdl.startswith(("http://", "https://", "file://")):
-            wsdl = str(absolute(Path(wsdl)))
         return self.model_copy(
             update={
-                "wsdl": wsdl,
-                "ca_file": absolute(self.ca_file),
-                "client_certificate": absolute(self.client_certificate),
-                "client_key": absolute(self.client_key),
+                "wsdl": _absolute_wsdl(self.wsdl, base),
+                "ca_file": _absolute(self.ca_file, base),
+                "client_certificate": _absolute(self.client_certificate, base),
+                "client_key": _absolute(self.client_key, base),
             }
         )
 
@@ -727,17 +717,13 @@ class ArchiveConfig(_Strict):
 
     def resolved(self, base: Path) -> ArchiveConfig:
         """A copy with the folder's relative paths made absolute against ``base``."""
-
-        def absolute(path: Path | None) -> Path | None:
-            return path if path is None or path.is_absolute() else base / path
-
         folder: LocalFolderConfig | WebDavFolderConfig = self.folder
         if isinstance(folder, LocalFolderConfig):
-            folder = folder.model_copy(update={"path": absolute(folder.path)})
+            folder = folder.model_copy(update={"path": _absolute(folder.path, base)})
         else:
             folder = folder.model_copy(
                 update={
-                    k: absolute(getattr(folder, k))
+                    k: _absolute(getattr(folder, k), base)
                     for k in ("ca_file", "client_certificate", "client_key")
                 }
             )
@@ -813,15 +799,7 @@ class OperatorConfig(_Strict):
     token_sha256: str | None = None
     token_env: str | None = None
 
-    @field_validator("token_sha256")
-    @classmethod
-    def _digest(cls, value: str | None) -> str | None:
-        if value is not None and not _SHA256.match(value):
-            raise ValueError(
-                "token_sha256 must be the 64-character lower-case hex SHA-256 of the token, "
-                "e.g. from: printf %s TOKEN | sha256sum"
-            )
-        return value
+    _digest = field_validator("token_sha256")(_check_token_digest)
 
     @model_validator(mode="after")
     def _one_token_source(self) -> OperatorConfig:

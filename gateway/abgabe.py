@@ -33,17 +33,16 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import structlog
 
 from adapters.dms.exporter import export_0401
+from contracts.api import AbgabeResponse
 from contracts.config import GatewayConfig, PartnerConfig
 from contracts.dms import Abgabevermerk, DmsPort
-from contracts.journal import MessageView
+from contracts.journal import NewMessage
 from contracts.processes import (
     AbgabeState,
     AbgabeView,
@@ -54,6 +53,7 @@ from contracts.processes import (
 from contracts.xdomea import Behoerdenkennung, Kontakt
 from gateway import processes
 from gateway.blobs import BlobStore
+from gateway.blocking import file_chunks
 from gateway.errors import (
     AbgabeError,
     BuildError,
@@ -65,7 +65,8 @@ from gateway.errors import (
     TransientDeliveryError,
 )
 from gateway.intake import Intake, Submission
-from gateway.journal.store import Journal, utcnow
+from gateway.journal.store import Journal
+from gateway.rounds import run_rounds
 from schemas import catalog
 
 log = structlog.get_logger(__name__)
@@ -84,6 +85,24 @@ class Started:
     abgabe: AbgabeView
     message_id: str
     existing: bool
+
+
+def response(started: Started, status_url: str) -> AbgabeResponse:
+    """What ``POST /v1/abgaben`` answers and ``abgabe start --json`` prints for ``started``.
+
+    Args:
+        status_url: where the process state can be read (``GET /v1/processes/{id}``).
+    """
+    return AbgabeResponse(
+        id=started.abgabe.id,
+        akte=started.abgabe.akte,
+        partner=started.abgabe.partner_id,
+        prozess_id=started.abgabe.prozess_id,
+        message_id=started.message_id,
+        state=started.abgabe.state,
+        existing=started.existing,
+        status_url=status_url,
+    )
 
 
 def partner_for(config: GatewayConfig, to: str) -> PartnerConfig:
@@ -267,49 +286,6 @@ def kontakt(kennung: str) -> Kontakt:
     return Kontakt(behoerdenkennung=Behoerdenkennung(praefix=praefix, kennung=schluessel))
 
 
-async def file_chunks(path: Path) -> AsyncIterator[bytes]:
-    """A file's bytes in 1 MiB chunks, read in a thread."""
-    handle = await asyncio.to_thread(path.open, "rb")
-    try:
-        while chunk := await asyncio.to_thread(handle.read, 1024 * 1024):
-            yield chunk
-    finally:
-        handle.close()
-
-
-async def process_status(
-    config: GatewayConfig,
-    journal: Journal,
-    blobs: BlobStore,
-    prozess_id: str,
-    views: list[MessageView],
-) -> ProcessStatus:
-    """The derived process state of ``views``, the Abgabe record (if started here),
-    the receipts this gateway owes for them, the DMS objects its ``dms`` destinations
-    filed for them and, for an Aussonderung, its records."""
-    records = await journal.aussonderung_records(prozess_id)
-    status = await asyncio.to_thread(
-        processes.derive,
-        prozess_id,
-        views,
-        own_kennung=config.node.behoerdenkennung,
-        blobs=blobs,
-        timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
-        now=utcnow(),
-        records=records,
-        archives=config.archives,
-    )
-    abgabe = await journal.abgabe_for_process(prozess_id)
-    owed = await journal.receipts_owed(
-        [v.id for v in views],
-        timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
-    )
-    dms_objects = await journal.dms_objects([v.id for v in views])
-    return status.model_copy(
-        update={"abgabe": abgabe, "receipts": tuple(owed), "dms_objects": tuple(dms_objects)}
-    )
-
-
 async def read_vermerk(port: DmsPort, adresse: str, field: str) -> Abgabevermerk | None:
     """The Abgabevermerk in the Fachdatum ``field`` of the object, or ``None``.
 
@@ -357,34 +333,36 @@ class CompletionRunner:
         self._field = config.dms.abgabe_field if config.dms is not None else "xdomea_abgabe"
         self._poll = poll_seconds
         self._wake = asyncio.Event()
-        # Whether the last look found open Abgaben: without any, an arriving message
-        # cannot close one, and waking for each would cost a journal query per message
-        # (one started meanwhile, also by another process, is found by the next poll).
-        self._any_open = True
+        # The ProzessIDs (lower case) of the Abgaben open at the last look; None
+        # before the first. A round re-derives every open Abgabe (journal and blob
+        # reads), so waking it for every accepted message would cost that per
+        # message while a partner is down for days. One started meanwhile, also by
+        # another process, is found by the next poll.
+        self._open: frozenset[str] | None = None
 
-    def notify(self) -> None:
-        """A message arrived (perhaps a 0402): look now, if an Abgabe is open."""
-        if self._any_open:
+    def notify(self, message: NewMessage) -> None:
+        """A message was accepted: look now if it can close an open Abgabe.
+
+        That is a 0402 while any Abgabe is open, or any message of a process
+        with an open Abgabe; everything else waits for the next poll.
+        """
+        can_close = self._open is None or (  # None: not looked yet
+            message.prozess_id.lower() in self._open
+            or (message.nachrichtentyp == "0402" and bool(self._open))
+        )
+        if can_close:
             self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Close completed Abgaben until ``stop`` is set; outages are waited out."""
-        failures = 0
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                await self.run_once()
-                failures = 0
-            except (JournalUnavailable, TransientDeliveryError) as exc:
-                failures += 1
-                log.warning("abgabe_completion_waiting", error=str(exc), failures=failures)
-            delay = self._poll * min(2**failures, 30)
-            waiters = [asyncio.create_task(e.wait()) for e in (stop, self._wake)]
-            try:
-                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+        await run_rounds(
+            self.run_once,
+            stop,
+            self._wake,
+            poll_seconds=self._poll,
+            outages=(JournalUnavailable, TransientDeliveryError),
+            event="abgabe_completion_waiting",
+        )
 
     async def run_once(self) -> int:
         """Close every open Abgabe whose 0402 arrived; how many were closed.
@@ -395,10 +373,10 @@ class CompletionRunner:
         """
         closed = 0
         open_ = await self._journal.abgaben_open()
-        self._any_open = bool(open_)
+        self._open = frozenset(a.prozess_id.lower() for a in open_)
         for abgabe in open_:
             views = await self._journal.process(abgabe.prozess_id)
-            status = await process_status(
+            status = await processes.status(
                 self._config, self._journal, self._blobs, abgabe.prozess_id, views
             )
             with structlog.contextvars.bound_contextvars(

@@ -37,7 +37,6 @@ from pydantic import BaseModel, ValidationError
 from adapters.xdomea.container import ContainerLimits
 from contracts.api import (
     AbgabeRequest,
-    AbgabeResponse,
     Health,
     MessageList,
     MessageQuery,
@@ -51,7 +50,7 @@ from contracts.config import GatewayConfig, PartnerConfig
 from contracts.dms import DmsPort
 from contracts.journal import MessageView
 from contracts.xdomea import Finding
-from gateway import abgabe, tls
+from gateway import abgabe, processes, tls
 from gateway.blobs import BlobStore
 from gateway.config import is_operator_token, partner_for_token
 from gateway.errors import (
@@ -524,7 +523,7 @@ async def get_process(request: web.Request) -> web.Response:
         raise ApiProblem(404, "not-found", "Not found", f"no message with ProzessID {prozess_id}")
     config = request.app[CONFIG]
     # Derived from what this partner may see only, so it learns nothing more.
-    status = await abgabe.process_status(config, journal, request.app[BLOBS], prozess_id, views)
+    status = await processes.status(config, journal, request.app[BLOBS], prozess_id, views)
     if not operator:
         # DMS addresses describe this Kommune's filing; the 0402 already tells the
         # sender what was imported, so a partner sees no DMS objects.
@@ -564,16 +563,7 @@ async def start_abgabe(request: web.Request) -> web.Response:
         to=body.to,
     )
     status_url = _process_url(request, started.abgabe.prozess_id)
-    answer = AbgabeResponse(
-        id=started.abgabe.id,
-        akte=started.abgabe.akte,
-        partner=started.abgabe.partner_id,
-        prozess_id=started.abgabe.prozess_id,
-        message_id=started.message_id,
-        state=started.abgabe.state,
-        existing=started.existing,
-        status_url=status_url,
-    )
+    answer = abgabe.response(started, status_url)
     return _json(answer, status=200 if started.existing else 202, location=status_url)
 
 

@@ -26,12 +26,13 @@ from aiohttp import web
 
 from adapters.dms.destination import build_port
 from contracts.config import ArchiveConfig, GatewayConfig, PartnerConfig
-from contracts.journal import Accepted
+from contracts.journal import Accepted, NewMessage
 from gateway import tls, xta
 from gateway.abgabe import CompletionRunner, Started, check_startable
 from gateway.abgabe import start as abgabe_start
 from gateway.api import create_api
 from gateway.blobs import BlobStore
+from gateway.blocking import file_chunks
 from gateway.destinations import build_destinations
 from gateway.dropfolder import DropFolder
 from gateway.intake import Intake, IntakeOutbox, Submission
@@ -86,11 +87,11 @@ async def build_app(
         poll_seconds=max(config.worker.poll_interval_seconds, 1.0),
     )
 
-    def accepted() -> None:
+    def accepted(message: NewMessage) -> None:
         if worker is not None:
             worker.notify()
-        # A 0402 closes an Abgabe; the runner looks only while one is open.
-        completion.notify()
+        # A 0402 closes an Abgabe; the runner decides whether this one can.
+        completion.notify(message)
 
     def receipts_owed() -> None:
         if producer is not None:
@@ -306,21 +307,12 @@ async def send_file(config: GatewayConfig, path: Path) -> Accepted:
         await journal.upgrade()
         intake = Intake(config, journal, blobs)
         return await intake.submit(
-            _file_chunks(path),
+            file_chunks(path),
             Submission(partner=local_sender(config), channel="cli", file_name=path.name),
         )
     finally:
         await journal.close()
         blobs.close()
-
-
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    handle = await asyncio.to_thread(path.open, "rb")
-    try:
-        while chunk := await asyncio.to_thread(handle.read, 1024 * 1024):
-            yield chunk
-    finally:
-        handle.close()
 
 
 async def start_abgabe(config: GatewayConfig, akte: str, to: str) -> Started:

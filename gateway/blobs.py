@@ -26,6 +26,7 @@ try:
 except ImportError:  # Windows: a dead process's staging folder is not cleaned up
     fcntl = None  # type: ignore[assignment]
 
+from gateway.blocking import file_chunks
 from gateway.durable import fsync_dir
 from gateway.errors import GatewayError
 
@@ -133,16 +134,7 @@ class BlobStore:
 
     async def stage_file(self, source: Path, *, max_bytes: int) -> StagedBlob:
         """Stage a local file (drop folder intake) by streaming it."""
-
-        async def chunks() -> AsyncIterator[bytes]:
-            handle = await asyncio.to_thread(source.open, "rb")
-            try:
-                while chunk := await asyncio.to_thread(handle.read, _BUFFER):
-                    yield chunk
-            finally:
-                handle.close()
-
-        return await self.stage(chunks(), max_bytes=max_bytes)
+        return await self.stage(file_chunks(source), max_bytes=max_bytes)
 
     async def commit(self, staged: StagedBlob) -> Path:
         """Move a staged blob to its address, durably; identical content is kept once."""

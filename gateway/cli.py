@@ -927,7 +927,7 @@ def process_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the process as JSON.")
 def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
     """Show a process's state (sent, received, completed, …), overdue flag and timeline."""
-    from gateway.abgabe import process_status
+    from gateway import processes
     from gateway.blobs import BlobStore
     from gateway.config import load_config
     from gateway.errors import NotFound
@@ -939,7 +939,7 @@ def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
         views = await journal.process(prozess_id)
         if not views:
             raise NotFound(f"no message with ProzessID {prozess_id} in this gateway's journal")
-        return await process_status(config, journal, blobs, prozess_id, views)
+        return await processes.status(config, journal, blobs, prozess_id, views)
 
     try:
         status = _with_journal(config_path, derive)

@@ -19,8 +19,6 @@ from pathlib import Path
 
 import click
 
-from contracts.api import AbgabeResponse
-
 
 @click.group("abgabe")
 def abgabe() -> None:
@@ -41,6 +39,7 @@ def abgabe() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def start(akte: str, to: str, config_path: Path, as_json: bool) -> None:
     """Export the Akte at DMS-ADDRESS and send it to PARTNER as an xdomea 0401."""
+    from gateway.abgabe import response
     from gateway.app import start_abgabe
     from gateway.config import load_config
     from gateway.errors import AbgabeError
@@ -52,16 +51,7 @@ def start(akte: str, to: str, config_path: Path, as_json: bool) -> None:
         click.echo(f"NOT STARTED {akte} -> {to}: {exc.message}", err=True)
         sys.exit(exc.exit_code)
     base = config.http.public_url or f"http://{config.http.host}:{config.http.port}"
-    answer = AbgabeResponse(
-        id=started.abgabe.id,
-        akte=started.abgabe.akte,
-        partner=started.abgabe.partner_id,
-        prozess_id=started.abgabe.prozess_id,
-        message_id=started.message_id,
-        state=started.abgabe.state,
-        existing=started.existing,
-        status_url=f"{base.rstrip('/')}/v1/processes/{started.abgabe.prozess_id}",
-    )
+    answer = response(started, f"{base.rstrip('/')}/v1/processes/{started.abgabe.prozess_id}")
     if as_json:
         click.echo(answer.model_dump_json(indent=2))
         return

@@ -32,22 +32,20 @@ from typing import Protocol
 
 from aiohttp import web
 
-from adapters.dms.destination import DmsImport
 from adapters.dms.dmsin import DmsinPort
 from adapters.xdomea import builders
 from adapters.xdomea.container import write_container
 from adapters.xdomea.receipts import requested_receipts
-from contracts.config import DmsDestination, DmsinConfig, GatewayConfig
-from contracts.delivery import Outbound
+from contracts.config import DmsinConfig, GatewayConfig
 from contracts.dms import DmsPort, Objektdaten
 from contracts.processes import AbgabeState, ProcessStatus
 from contracts.xdomea import SchriftgutobjektArt
-from gateway import abgabe, cli_certs, demo_data, demo_dms, tls
+from gateway import abgabe, cli_certs, demo_data, demo_dms, processes, tls
 from gateway.app import JOURNAL, build_app, start_abgabe
 from gateway.blobs import BlobStore
 from gateway.config import load_config
 from gateway.demo_dms import Reporter, RunningSim
-from gateway.demo_gateways import DEFAULT_JOURNAL, Node
+from gateway.demo_gateways import CONFIG_HEAD, DEFAULT_JOURNAL, Node
 from gateway.errors import GatewayError
 from gateway.journal.store import Journal
 from gateway.receipts import read_message
@@ -55,21 +53,9 @@ from gateway.receipts import read_message
 #: How long the demo waits for B's 0402 to close A's process.
 COMPLETION_SECONDS = 120.0
 
-_CONFIG = """\
-# Written by 'ikz-gateway demo'. Start this gateway alone with:
-#   ikz-gateway serve --config {path}
-[node]
-id = "{node_id}"
-behoerdenkennung = "{kennung}"
-
-[storage]
-journal = {journal}
-blobs = "data/blobs"
-
-[http]
-host = "127.0.0.1"
-port = {port}
-
+_CONFIG = (
+    CONFIG_HEAD
+    + """
 [http.tls]
 certificate = "{certs}/{node_id}/server.crt"
 private_key = "{certs}/{node_id}/server.key"
@@ -105,6 +91,7 @@ empfaenger = "{kennung}"
 destination = "local"
 {own_dms}
 """
+)
 
 #: A's own DMS, which ``abgabe start`` exports from; its inbox takes the receipts.
 _DMS_A = """
@@ -288,35 +275,9 @@ async def _seed(sim: RunningSim, folder: Path, version: str) -> Seeded:
         version, [spec], absender=demo_data.KOMMUNE_A, empfaenger=demo_data.KOMMUNE_A
     )
     path, _ = await asyncio.to_thread(write_container, folder, xml, documents)
-    data = await asyncio.to_thread(path.read_bytes)
-    destination = DmsImport(
-        "seed",
-        DmsDestination(
-            type="dms",
-            backend="dmsin",
-            dmsin=DmsinConfig(wsdl=sim.wsdl_url, userlogin="sachbearbeitung"),
-            aktenplan_default=sim.aktenplaneintrag,
-        ),
-    )
-    try:
-        # The container itself is the "blob": the import reads it by path and checks it.
-        ergebnis = await destination.import_message(
-            Outbound(
-                message_id="seed",
-                attempt=1,
-                blob_path=path,
-                blob_sha256=hashlib.sha256(data).hexdigest(),
-                size=len(data),
-                content_kind="container",
-                prozess_id="seed",
-                nachrichtentyp="0401",
-                message_element="Abgabe.Abgabe.0401",
-            )
-        )
+    async with demo_dms.seeded(sim, path, userlogin="sachbearbeitung") as (ergebnis, port):
         akte = ergebnis.adressen[spec.uuid]
-        tree = await _tree(destination.port, akte, 0)
-    finally:
-        await destination.close()
+        tree = await _tree(port, akte, 0)
     originals = {name: hashlib.sha256(body).hexdigest() for name, body in documents.items()}
     return Seeded(adresse=akte, uuid=spec.uuid, originals=originals, tree=tree)
 
@@ -374,7 +335,7 @@ async def _process(node: Node, prozess_id: str) -> ProcessStatus:
     blobs = BlobStore(node.config.storage.blobs)
     try:
         views = await journal.process(prozess_id)
-        return await abgabe.process_status(node.config, journal, blobs, prozess_id, views)
+        return await processes.status(node.config, journal, blobs, prozess_id, views)
     finally:
         blobs.close()
 
@@ -388,7 +349,7 @@ async def _wait_closed(node: Node, prozess_id: str) -> ProcessStatus:
     try:
         while True:
             views = await journal.process(prozess_id)
-            status = await abgabe.process_status(node.config, journal, blobs, prozess_id, views)
+            status = await processes.status(node.config, journal, blobs, prozess_id, views)
             closed = status.abgabe is not None and status.abgabe.state in (
                 AbgabeState.COMPLETED,
                 AbgabeState.PARTIALLY_IMPORTED,

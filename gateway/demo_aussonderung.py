@@ -23,20 +23,18 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from aiohttp import web
 
 from adapters.archive.sim import ArchiveSimConfig, ArchiveSimulator
-from adapters.dms.destination import DmsImport, build_port
+from adapters.dms.destination import build_port
 from adapters.transfer.folders import open_folder
 from adapters.xdomea import builders
 from adapters.xdomea.container import write_container
 from contracts.builders import AkteSpec
-from contracts.config import DmsDestination, DmsinConfig, GatewayConfig
-from contracts.delivery import Outbound
+from contracts.config import GatewayConfig
 from contracts.processes import ProcessState, ProcessStatus
 from gateway import demo_data, demo_dms, processes
 from gateway.app import INTAKE, JOURNAL, build_app, local_sender
@@ -45,7 +43,6 @@ from gateway.blobs import BlobStore
 from gateway.config import load_config
 from gateway.demo import Journey
 from gateway.dev_webdav import webdav_server
-from gateway.journal.store import utcnow
 
 Echo = Callable[[str], None]
 
@@ -139,33 +136,8 @@ async def _seed(
     )
     with tempfile.TemporaryDirectory(dir=workdir) as folder:
         path, _ = write_container(Path(folder), xml, documents)
-        data = path.read_bytes()
-        destination = DmsImport(
-            "seed",
-            DmsDestination(
-                type="dms",
-                backend="dmsin",
-                dmsin=DmsinConfig(wsdl=sim.wsdl_url, userlogin="svc-ikz-demo"),
-                aktenplan_default=sim.aktenplaneintrag,
-            ),
-        )
-        try:
-            ergebnis = await destination.import_message(
-                Outbound(
-                    message_id="seed",
-                    attempt=1,
-                    blob_path=path,
-                    blob_sha256=hashlib.sha256(data).hexdigest(),
-                    size=len(data),
-                    content_kind="container",
-                    prozess_id="seed",
-                    nachrichtentyp="0401",
-                    message_element="Abgabe.Abgabe.0401",
-                )
-            )
-        finally:
-            await destination.close()
-    adressen = {akte.uuid: ergebnis.adressen[akte.uuid] for akte in akten}
+        async with demo_dms.seeded(sim, path, userlogin="svc-ikz-demo") as (ergebnis, _):
+            adressen = {akte.uuid: ergebnis.adressen[akte.uuid] for akte in akten}
     return adressen, {n: hashlib.sha256(d).hexdigest() for n, d in documents.items()}
 
 
@@ -283,20 +255,9 @@ async def _gateway_run(
 async def _status(app: web.Application, config: GatewayConfig, prozess_id: str) -> ProcessStatus:
     journal = app[JOURNAL]
     views = await journal.process(prozess_id)
-    records = await journal.aussonderung_records(prozess_id)
     blobs = BlobStore(config.storage.blobs)
     try:
-        return await asyncio.to_thread(
-            processes.derive,
-            prozess_id,
-            views,
-            own_kennung=config.node.behoerdenkennung,
-            blobs=blobs,
-            timeout=timedelta(seconds=config.processes.receipt_timeout_seconds),
-            now=utcnow(),
-            records=records,
-            archives=config.archives,
-        )
+        return await processes.status(config, journal, blobs, prozess_id, views)
     finally:
         blobs.close()
 

@@ -18,6 +18,7 @@ every document compared by SHA-256 with the one A sent.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,7 +33,9 @@ from adapters.dms.destination import DmsImport
 from adapters.dms.exporter import export_0401
 from adapters.dms.importer import ImportErgebnis
 from adapters.xdomea.container import read_container
+from contracts.config import DmsDestination, DmsinConfig
 from contracts.delivery import Outbound
+from contracts.dms import DmsPort
 from contracts.journal import DeliveryState, DeliveryView, MessageView
 from contracts.xdomea import Nachricht, Schriftgutobjekt, uuid_key
 from gateway.errors import ConfigError, GatewayError
@@ -180,6 +183,45 @@ def outbound(view: MessageView, blob: Path) -> Outbound:
         message_element=view.message_element,
         file_name=view.file_name,
     )
+
+
+@asynccontextmanager
+async def seeded(
+    sim: RunningSim, container: Path, *, userlogin: str
+) -> AsyncIterator[tuple[ImportErgebnis, DmsPort]]:
+    """File the 0401 container at ``container`` into ``sim`` as a clerk would have.
+
+    Yields the import's result (the DMS address of every object by UUID) and the
+    simulator's port, open until the block ends (e.g. to list what was filed).
+    """
+    data = await asyncio.to_thread(container.read_bytes)
+    destination = DmsImport(
+        "seed",
+        DmsDestination(
+            type="dms",
+            backend="dmsin",
+            dmsin=DmsinConfig(wsdl=sim.wsdl_url, userlogin=userlogin),
+            aktenplan_default=sim.aktenplaneintrag,
+        ),
+    )
+    try:
+        # The container itself is the "blob": the import reads it by path and checks it.
+        ergebnis = await destination.import_message(
+            Outbound(
+                message_id="seed",
+                attempt=1,
+                blob_path=container,
+                blob_sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                content_kind="container",
+                prozess_id="seed",
+                nachrichtentyp="0401",
+                message_element="Abgabe.Abgabe.0401",
+            )
+        )
+        yield ergebnis, destination.port
+    finally:
+        await destination.close()
 
 
 async def check_dms(

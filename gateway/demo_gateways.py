@@ -20,7 +20,6 @@ import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -32,9 +31,10 @@ from gateway import processes
 from gateway.app import JOURNAL, build_app, send_file
 from gateway.blobs import BlobStore
 from gateway.config import load_config, token_digest
-from gateway.journal.store import utcnow
 
-_CONFIG = """\
+#: The start of every demo gateway's ``gateway.toml`` (``str.format`` fields:
+#: path, node_id, kennung, journal, port); each demo adds its own tables.
+CONFIG_HEAD = """\
 # Written by 'ikz-gateway demo'. Start this gateway alone with:
 #   ikz-gateway serve --config {path}
 [node]
@@ -48,7 +48,11 @@ blobs = "data/blobs"
 [http]
 host = "127.0.0.1"
 port = {port}
+"""
 
+_CONFIG = (
+    CONFIG_HEAD
+    + """
 [worker]
 poll_interval_seconds = 0.2
 
@@ -76,6 +80,7 @@ destination = "{peer_id}"
 empfaenger = "{kennung}"
 destination = "{own_destination}"
 """
+)
 
 
 @dataclass
@@ -105,15 +110,7 @@ class Node:
         views = await self.process(prozess_id)
         blobs = BlobStore(self.config.storage.blobs)
         try:
-            return await asyncio.to_thread(
-                processes.derive,
-                prozess_id,
-                views,
-                own_kennung=self.config.node.behoerdenkennung,
-                blobs=blobs,
-                timeout=timedelta(seconds=self.config.processes.receipt_timeout_seconds),
-                now=utcnow(),
-            )
+            return await processes.status(self.config, self.app[JOURNAL], blobs, prozess_id, views)
         finally:
             blobs.close()
 

@@ -98,7 +98,7 @@ class Intake:
         blobs: BlobStore,
         *,
         limits: ContainerLimits | None = None,
-        on_accepted: Callable[[], None] | None = None,
+        on_accepted: Callable[[NewMessage], None] | None = None,
         on_receipts_owed: Callable[[], None] | None = None,
     ) -> None:
         """Intake over an open journal and blob store.
@@ -108,7 +108,7 @@ class Intake:
             journal: where accepted messages are recorded.
             blobs: where their bytes are kept.
             limits: container limits for the checks; the defaults otherwise.
-            on_accepted: called after each newly journaled message (not for duplicates),
+            on_accepted: called with each newly journaled message (not for duplicates),
                 e.g. to wake the delivery worker instead of waiting for its next poll.
             on_receipts_owed: called after a newly journaled message that owes receipts,
                 e.g. to wake the receipt producer (not for every message: each wake-up
@@ -270,7 +270,7 @@ class Intake:
                 destinations=list(destinations),
             )
             if self._on_accepted is not None:
-                self._on_accepted()
+                self._on_accepted(message)
             if receipts and self._on_receipts_owed is not None:
                 self._on_receipts_owed()
         return accepted

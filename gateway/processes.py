@@ -13,18 +13,65 @@ receipt_timeout_seconds`` after the 0401 was delivered is ``overdue``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from datetime import datetime, timedelta
 
 from adapters.xdomea.receipts import read_import_results
-from contracts.config import ArchiveConfig
+from contracts.config import ArchiveConfig, GatewayConfig
 from contracts.journal import AussonderungRecord, DeliveryState, MessageState, MessageView
 from contracts.processes import ObjectFailure, ProcessState, ProcessStatus, TimelineEntry
 from gateway import aussonderung_status
 from gateway.blobs import BlobStore
 from gateway.errors import GatewayError
+from gateway.journal.store import Journal, utcnow
 from gateway.receipts import read_message
+
+
+async def status(
+    config: GatewayConfig,
+    journal: Journal,
+    blobs: BlobStore,
+    prozess_id: str,
+    views: list[MessageView],
+) -> ProcessStatus:
+    """The process as this gateway shows it (API, ``process show``, demos, completion).
+
+    The derived state of ``views`` (``derive``, in a thread: it reads the 0402's
+    bytes), the Abgabe record if the Abgabe was started here, the receipts this
+    gateway owes for the process's messages and the DMS objects its ``dms``
+    destinations filed for them.
+
+    Args:
+        config: the node's Behördenkennung, ``[processes]`` and ``[archives]``.
+        journal: where the Aussonderung records, the Abgabe and owed receipts are.
+        blobs: where the 0402's bytes are read from.
+        prozess_id: the process.
+        views: its messages, oldest first (``Journal.process``).
+
+    Raises:
+        JournalUnavailable: the journal cannot be reached.
+    """
+    timeout = timedelta(seconds=config.processes.receipt_timeout_seconds)
+    records = await journal.aussonderung_records(prozess_id)
+    derived = await asyncio.to_thread(
+        derive,
+        prozess_id,
+        views,
+        own_kennung=config.node.behoerdenkennung,
+        blobs=blobs,
+        timeout=timeout,
+        now=utcnow(),
+        records=records,
+        archives=config.archives,
+    )
+    abgabe = await journal.abgabe_for_process(prozess_id)
+    owed = await journal.receipts_owed([v.id for v in views], timeout=timeout)
+    dms_objects = await journal.dms_objects([v.id for v in views])
+    return derived.model_copy(
+        update={"abgabe": abgabe, "receipts": tuple(owed), "dms_objects": tuple(dms_objects)}
+    )
 
 
 def derive(

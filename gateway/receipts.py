@@ -40,6 +40,7 @@ from gateway.blobs import BlobStore
 from gateway.errors import GatewayError, JournalUnavailable
 from gateway.intake import Intake, Submission
 from gateway.journal.store import Journal, utcnow
+from gateway.rounds import run_rounds
 
 log = structlog.get_logger(__name__)
 
@@ -86,22 +87,14 @@ class ReceiptProducer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Produce due receipts until ``stop`` is set; journal outages are waited out."""
-        failures = 0
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                await self.produce_due(stop)
-                failures = 0
-            except JournalUnavailable as exc:
-                failures += 1
-                log.warning("receipts_journal_unavailable", error=str(exc), failures=failures)
-            delay = self._poll * min(2**failures, 30)
-            waiters = [asyncio.create_task(e.wait()) for e in (stop, self._wake)]
-            try:
-                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+        await run_rounds(
+            lambda: self.produce_due(stop),
+            stop,
+            self._wake,
+            poll_seconds=self._poll,
+            outages=(JournalUnavailable,),
+            event="receipts_journal_unavailable",
+        )
 
     async def produce_due(self, stop: asyncio.Event | None = None) -> int:
         """Produce every receipt due now; how many were produced or skipped.

@@ -37,6 +37,7 @@ import zeep
 import zeep.exceptions
 from zeep.transports import Transport
 
+from adapters.soap.session import CaSession, tls_session
 from contracts.config import DmsinConfig
 from gateway.errors import DmsRefused, PermanentDeliveryError, TransientDeliveryError
 
@@ -56,7 +57,7 @@ class DmsinClient:
         self._service: Any = None
         self._build_lock = threading.Lock()
         self._stragglers: set[asyncio.Future[Any]] = set()
-        self._session: _Session | None = None
+        self._session: CaSession | None = None
 
     @property
     def where(self) -> str:
@@ -120,13 +121,7 @@ class DmsinClient:
 
     def _build(self) -> Any:
         config = self.config
-        session = _Session(str(config.ca_file) if config.ca_file else None)
-        if config.client_cert is not None:
-            session.cert = (
-                (str(config.client_cert), str(config.client_key))
-                if config.client_key
-                else str(config.client_cert)
-            )
+        session = tls_session(config.ca_file, config.client_cert, config.client_key)
         timeouts = (config.connect_timeout_seconds, config.read_timeout_seconds)
         # zeep is only partly annotated (no-untyped-call below).
         transport = Transport(  # type: ignore[no-untyped-call]
@@ -209,37 +204,6 @@ class DmsinClient:
                 raise TransientDeliveryError(text + " (configured as transient)")
             raise DmsRefused(text)
         return response
-
-
-class _Session(requests.Session):
-    """A requests session whose configured CA file wins over the environment.
-
-    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` override a session's
-    ``verify`` (psf/requests#3829), so a configured ``ca_file`` would be ignored
-    silently on hosts that set them. Proxy settings from the environment still apply.
-    """
-
-    def __init__(self, ca_file: str | None) -> None:
-        super().__init__()
-        self.ca_file = ca_file
-        if ca_file is not None:
-            self.verify = ca_file
-
-    def merge_environment_settings(
-        self,
-        url: Any,
-        proxies: Any,
-        stream: Any,
-        verify: Any,
-        cert: Any,
-    ) -> dict[str, Any]:
-        """The environment's settings, but never its CA bundle over ``ca_file``."""
-        settings: dict[str, Any] = super().merge_environment_settings(
-            url, proxies, stream, verify, cert
-        )
-        if self.ca_file is not None:
-            settings["verify"] = self.ca_file
-        return settings
 
 
 def _binding(client: Any, soap_version: str) -> tuple[str, str]:

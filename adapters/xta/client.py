@@ -27,6 +27,7 @@ import zeep.exceptions
 from lxml import etree
 from zeep.wsse.username import UsernameToken
 
+from adapters.soap.session import tls_session
 from adapters.xta import metadata
 from adapters.xta.mtom import MtomTransport
 from contracts.config import XtaDestination
@@ -134,9 +135,7 @@ class XtaClient:
 
     def _build(self) -> tuple[MtomTransport, Any, Any]:
         config = self.config
-        session = CaSession(str(config.ca_file) if config.ca_file is not None else None)
-        if config.client_certificate is not None and config.client_key is not None:
-            session.cert = (str(config.client_certificate), str(config.client_key))
+        session = tls_session(config.ca_file, config.client_certificate, config.client_key)
         transport = MtomTransport(
             session=session,
             timeout=config.connect_timeout_seconds,
@@ -165,33 +164,6 @@ class XtaClient:
             _BINDINGS["management"], config.endpoint
         )
         return transport, send, management
-
-
-class CaSession(requests.Session):
-    """A requests session whose configured CA file wins over the environment.
-
-    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` override a session's
-    ``verify`` (psf/requests#3829), so a configured ``ca_file`` would be ignored
-    silently on hosts that set them (the dmsin client has the same guard).
-    """
-
-    def __init__(self, ca_file: str | None) -> None:
-        """A session trusting ``ca_file`` (the system's CAs when ``None``)."""
-        super().__init__()
-        self.ca_file = ca_file
-        if ca_file is not None:
-            self.verify = ca_file
-
-    def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        """The environment's settings, but never its CA bundle over ``ca_file``."""
-        settings: dict[str, Any] = super().merge_environment_settings(
-            url, proxies, stream, verify, cert
-        )
-        if self.ca_file is not None:
-            settings["verify"] = self.ca_file
-        return settings
 
 
 class _translated:

@@ -45,16 +45,6 @@ async def part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def file_chunks(path: Path) -> AsyncIterator[bytes]:
-    """A file's content in chunks, read in a thread."""
-    handle = await asyncio.to_thread(path.open, "rb")
-    try:
-        while chunk := await asyncio.to_thread(handle.read, 1024 * 1024):
-            yield chunk
-    finally:
-        handle.close()
-
-
 async def once(data: bytes) -> AsyncIterator[bytes]:
     """``data`` as a one-chunk stream."""
     yield data

@@ -22,13 +22,14 @@ from aiohttp import BodyPartReader, MultipartReader
 from lxml import etree
 
 from adapters.xta import metadata
-from adapters.xta.mime import file_chunks, once, part_chunks, write_zip
+from adapters.xta.mime import once, part_chunks, write_zip
 from adapters.xta.msgbox import MessageIdTaken, MsgBoxStore
 from adapters.xta.operation import Answer, Backend, Call, invalid
 from adapters.xta.schema import XtaSchema
 from adapters.xta.soap import OSCIMETA, XOP, XTA, Exception_, XtaFault
 from contracts.config import PartnerConfig, XtaServerConfig
 from gateway.blobs import BlobStore, BlobTooLarge, StagedBlob
+from gateway.blocking import file_chunks
 from gateway.errors import IntakeRejected
 
 log = structlog.get_logger(__name__)

@@ -32,8 +32,8 @@ from contracts.builders import AkteSpec, DokumentSpec, VersionSpec, VorgangSpec
 from contracts.config import DmsDestination, DmsinConfig
 from gateway import demo_data
 from gateway.blobs import BlobStore
+from tests.acceptance.mtls_support import make_certs, mtls_config, probe_context
 from tests.acceptance.processes import ROOT, GatewayProcess, environment, free_port, wait_until
-from tests.acceptance.test_mtls_gateways import KENNUNG, make_certs, probe_context
 from tests.delivery_support import outbound
 from tests.dms_support import WSDL, container, container_from_xml, datei
 
@@ -158,7 +158,6 @@ def config(
     home: Path, certs: Path, node: str, peer: str, ports: dict[str, int], peer_fp: str, sim: str
 ) -> str:
     """A gateway over mTLS; A exports from its [dms], B imports into a dms destination."""
-    own, theirs = KENNUNG[node], KENNUNG[peer]
     local = (
         f"""
 [dms]
@@ -178,53 +177,18 @@ initial_backoff_seconds = 0.2
 max_backoff_seconds = 0.5
 {sim}"""
     )
-    return f"""
-[node]
-id = "{node}"
-behoerdenkennung = "{own}"
-
-[storage]
-journal = "sqlite:///{home / "data" / "journal.db"}"
-blobs = "{home / "data" / "blobs"}"
-
-[http]
-port = {ports[node]}
-
-[http.tls]
-certificate = "{certs / node / "server.crt"}"
-private_key = "{certs / node / "server.key"}"
-client_ca = "{certs / "ca.crt"}"
-
-[processes]
-on_completed = "{"mark-abgegeben" if node == "kommune-a" else "record"}"
-
-[worker]
-poll_interval_seconds = 0.1
-
-[[partners]]
-id = "{peer}"
-behoerdenkennung = "{theirs}"
-certificate_sha256 = "{peer_fp}"
-
-[destinations.{peer}]
-type = "http"
-url = "https://127.0.0.1:{ports[peer]}/v1/messages"
-ca_file = "{certs / "ca.crt"}"
-client_certificate = "{certs / node / "client.crt"}"
-client_key = "{certs / node / "client.key"}"
-initial_backoff_seconds = 0.3
-max_backoff_seconds = 1.0
-# Short backoffs for the test, so a budget of attempts, not of time, outlasts B's start.
-max_attempts = 1000
-{local}
-[[routes]]
-empfaenger = "{theirs}"
-destination = "{peer}"
-
-[[routes]]
-empfaenger = "{own}"
-destination = "local"
-"""
+    return mtls_config(
+        home,
+        certs,
+        node,
+        peer,
+        ports,
+        peer_fp,
+        processes=f'on_completed = "{"mark-abgegeben" if node == "kommune-a" else "record"}"',
+        # Short backoffs for the test, so a budget of attempts, not of time, outlasts B's start.
+        delivery="initial_backoff_seconds = 0.3\nmax_backoff_seconds = 1.0\nmax_attempts = 1000",
+        local=local,
+    )
 
 
 @dataclass

@@ -9,10 +9,6 @@ authenticate. Both gateways run as ``python -m gateway serve`` subprocesses.
 
 from __future__ import annotations
 
-import re
-import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,104 +20,33 @@ from cryptography.hazmat.primitives import hashes
 from adapters.xdomea import naming, receipts
 from adapters.xdomea.container import read_container
 from adapters.xdomea.validation import check_message
-from tests.acceptance.processes import ROOT, GatewayProcess, environment, free_port, wait_until
+from tests.acceptance.mtls_support import make_certs, mtls_config, probe_context, run
+from tests.acceptance.processes import GatewayProcess, environment, free_port, wait_until
 from tests.acceptance.test_two_gateways import abgabe_container, check_documents, send
 
 pytestmark = pytest.mark.slow
-
-KENNUNG = {"kommune-a": "060:0815", "kommune-b": "060:4711"}
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a fresh process."""
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        cwd=ROOT,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def make_certs(directory: Path, *nodes: str) -> dict[tuple[str, str], str]:
-    """``dev make-certs``; the printed fingerprint of each (node, "server"|"client")."""
-    result = run("dev", "make-certs", str(directory), *(f"--node={n}" for n in nodes))
-    assert result.returncode == 0, result.stdout + result.stderr
-    printed: dict[tuple[str, str], str] = {}
-    node = ""
-    for line in result.stdout.splitlines():
-        if line in nodes:
-            node = line
-        found = re.match(r"^  (server|client)  \S+  sha256 ([0-9a-f]{64})$", line)
-        if found:
-            printed[(node, found.group(1))] = found.group(2)
-    return printed
 
 
 def config(
     home: Path, certs: Path, node: str, peer: str, ports: dict[str, int], peer_fp: str
 ) -> str:
     """A gateway serving HTTPS that accepts ``peer`` by certificate and delivers to it."""
-    own, theirs = KENNUNG[node], KENNUNG[peer]
-    return f"""
-[node]
-id = "{node}"
-behoerdenkennung = "{own}"
-
-[storage]
-journal = "sqlite:///{home / "data" / "journal.db"}"
-blobs = "{home / "data" / "blobs"}"
-
-[http]
-port = {ports[node]}
-
-[http.tls]
-certificate = "{certs / node / "server.crt"}"
-private_key = "{certs / node / "server.key"}"
-client_ca = "{certs / "ca.crt"}"
-
-[processes]
-# This test hands its receipts in itself (it tests the transport, not who makes them).
-auto_receipts = false
-
-[worker]
-poll_interval_seconds = 0.1
-
-[[partners]]
-id = "{peer}"
-behoerdenkennung = "{theirs}"
-certificate_sha256 = "{peer_fp}"
-
-[destinations.{peer}]
-type = "http"
-url = "https://127.0.0.1:{ports[peer]}/v1/messages"
-ca_file = "{certs / "ca.crt"}"
-client_certificate = "{certs / node / "client.crt"}"
-client_key = "{certs / node / "client.key"}"
-initial_backoff_seconds = 0.2
-max_backoff_seconds = 0.5
-
+    return mtls_config(
+        home,
+        certs,
+        node,
+        peer,
+        ports,
+        peer_fp,
+        # This test hands its receipts in itself (it tests the transport, not who makes them).
+        processes="auto_receipts = false",
+        delivery="initial_backoff_seconds = 0.2\nmax_backoff_seconds = 0.5",
+        local=f'''
 [destinations.local]
 type = "filesystem"
 directory = "{home / "local"}"
-
-[[routes]]
-empfaenger = "{theirs}"
-destination = "{peer}"
-
-[[routes]]
-empfaenger = "{own}"
-destination = "local"
-"""
-
-
-def probe_context(certs: Path, node: str) -> ssl.SSLContext:
-    """What the health probe presents: the node's own client certificate, trusting the CA."""
-    context = ssl.create_default_context(cafile=certs / "ca.crt")
-    context.load_cert_chain(certs / node / "client.crt", certs / node / "client.key")
-    return context
+''',
+    )
 
 
 @dataclass

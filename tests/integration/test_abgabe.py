@@ -8,9 +8,10 @@ journaled and handed to A's intake as partner B would.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from contracts.builders import ObjectResult
 from contracts.config import DmsDestination, GatewayConfig
 from contracts.dms import DmsPort
 from contracts.processes import AbgabeState, CompletionState, ProcessState
-from gateway import abgabe
+from gateway import abgabe, processes
 from gateway.api import create_api
 from gateway.app import local_sender
 from gateway.blobs import BlobStore
@@ -34,6 +35,7 @@ from gateway.journal.store import Journal
 from gateway.receipts import read_message
 from tests.delivery_support import outbound
 from tests.dms_support import container, kleine_akte
+from tests.intake_support import bare_message, chunks_of
 
 TOKEN_B = "b-token-only-kommune-b-knows-4711"
 OPERATOR_TOKEN = "operator-token-of-kommune-a"
@@ -270,7 +272,7 @@ async def test_partial_import_marks_nothing_and_shows_partially_imported(node: N
 
     assert await abgabe.read_vermerk(node.dms, node.akte, FIELD) is None
     views = await node.journal.process(started.abgabe.prozess_id)
-    status = await abgabe.process_status(
+    status = await processes.status(
         node.config, node.journal, node.blobs, started.abgabe.prozess_id, views
     )
     assert status.state is ProcessState.PARTIALLY_IMPORTED
@@ -373,3 +375,45 @@ async def test_dms_down_at_completion_keeps_the_abgabe_open_until_it_is_back(
 
     assert still_open == [started.abgabe.id] and closed == 1
     assert await abgabe.read_vermerk(node.dms, node.akte, FIELD) is not None
+
+
+class _CountingRunner(abgabe.CompletionRunner):
+    """A completion runner that counts its rounds."""
+
+    rounds = 0
+
+    async def run_once(self) -> int:
+        self.rounds += 1
+        return await super().run_once()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def test_completion_runner_wakes_for_a_0402_not_for_other_traffic(node: NodeA) -> None:
+    """With an Abgabe open, an unrelated message leaves the runner asleep; the 0402 wakes it."""
+    started = await node.start()
+    runner = _CountingRunner(node.config, node.journal, node.blobs, node.dms, poll_seconds=3600)
+    waking = replace(
+        node, intake=Intake(node.config, node.journal, node.blobs, on_accepted=runner.notify)
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await _until(lambda: runner.rounds == 1)
+        await waking.intake.submit(
+            chunks_of(bare_message()), Submission(partner=local_sender(node.config), channel="cli")
+        )
+        await asyncio.sleep(0.3)
+        rounds_after_other_traffic = runner.rounds
+        await waking.answer_0402(started)
+        await _until(lambda: runner.rounds == 2)
+    finally:
+        stop.set()
+        await task
+
+    assert rounds_after_other_traffic == 1
+    assert [a.id for a in await node.journal.abgaben_open()] == []

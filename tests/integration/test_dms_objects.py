@@ -25,13 +25,13 @@ from contracts.delivery import Destination, DmsObject
 from contracts.journal import DeliveryState, NewMessage
 from contracts.processes import DmsObjectEntry
 from contracts.xdomea import uuid_key
-from gateway.abgabe import process_status
 from gateway.api import create_api
 from gateway.blobs import BlobStore
 from gateway.config import token_digest
 from gateway.destinations import build_destinations
 from gateway.journal.store import Journal
 from gateway.journal.tables import events
+from gateway.processes import status as process_status
 from gateway.worker import Worker
 from tests.delivery_support import eventually, outbound, put_blob
 from tests.dms_support import (

@@ -146,7 +146,7 @@ async def test_on_accepted_is_called_for_new_messages_only(
 ) -> None:
     """The worker is woken for a new message, not for a duplicate."""
     calls: list[None] = []
-    intake = Intake(config, journal, blobs, on_accepted=lambda: calls.append(None))
+    intake = Intake(config, journal, blobs, on_accepted=lambda _: calls.append(None))
     data = bare_message()
 
     await intake.submit(chunks_of(data), from_partner(config))

@@ -11,7 +11,7 @@ import zeep
 import zeep.exceptions
 from lxml import etree
 
-from adapters.xta.client import CaSession
+from adapters.soap.session import CaSession
 from contracts.config import HttpConfig, PartnerConfig, ServerTlsConfig
 from gateway import tls
 from gateway.journal.store import Journal
