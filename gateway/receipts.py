@@ -192,13 +192,18 @@ def read_message(path: Path, content_kind: str | None, stack: ExitStack) -> Chec
     Args:
         content_kind: ``"container"`` or ``"message"``; ``None`` looks at the bytes.
         stack: keeps an opened container open for as long as the caller needs it.
+
+    Only the message XML is read and checked: the documents of a journaled
+    container were hashed and checked complete at intake, and hashing them again
+    (``Container.report``) would read the whole container, up to gigabytes, for
+    every receipt built and every process view.
     """
     if content_kind is None:
         with path.open("rb") as handle:
             content_kind = "container" if handle.read(4) == b"PK\x03\x04" else "message"
     if content_kind == "container":
         container = stack.enter_context(Container(path))
-        return container.report().checked
+        return container.checked
     return check_message(path.read_bytes(), where=str(path))
 
 

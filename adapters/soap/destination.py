@@ -36,6 +36,7 @@ from zeep.transports import Transport
 
 from adapters.dms.destination import verify_blob
 from adapters.soap import mapping
+from adapters.soap.session import tls_session
 from adapters.xdomea.container import Container
 from adapters.xdomea.validation import check_message
 from contracts.config import SoapDestination
@@ -115,8 +116,10 @@ class SoapCall:
         where = f"message {item.message_id} (ProzessID {item.prozess_id})"
         try:
             if item.content_kind == "container":
+                # Only the message XML: the blob's SHA-256 was just verified, and the
+                # documents were checked at intake; no need to hash them again.
                 with Container(item.blob_path) as container:
-                    root = container.report().checked.detected.root
+                    root = container.checked.detected.root
             else:
                 root = check_message(item.blob_path.read_bytes(), where=where).detected.root
         except GatewayError as exc:
@@ -134,9 +137,8 @@ class SoapCall:
 
     def _build(self) -> Any:
         config = self.config
-        session = requests.Session()
-        if config.ca_file is not None:
-            session.verify = str(config.ca_file)
+        # The configured CA file wins over REQUESTS_CA_BUNDLE, as for dmsin and XTA.
+        session = tls_session(config.ca_file)
         transport = Transport(  # type: ignore[no-untyped-call]
             session=session,
             timeout=config.connect_timeout_seconds,

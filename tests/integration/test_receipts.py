@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -424,3 +425,24 @@ def test_import_results_refuse_a_receipt_without_results() -> None:
 
     with pytest.raises(ReceiptNotApplicable, match="only 0402 and 0506"):
         receipts.read_import_results(receipt)
+
+
+def test_a_journaled_container_is_read_without_hashing_its_documents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building a receipt or a process view reads the message XML only, not every document."""
+    from adapters.xdomea.container import Container
+    from gateway.receipts import read_message
+    from tests.intake_support import container
+
+    path = tmp_path / "abgabe.zip"
+    path.write_bytes(container(tmp_path))
+
+    def no_report(self: Container) -> None:
+        raise AssertionError("the documents were hashed again")
+
+    monkeypatch.setattr(Container, "report", no_report)
+    with ExitStack() as stack:
+        checked = read_message(path, "container", stack)
+
+    assert checked.read().kopf.nachrichtentyp == "0401"

@@ -171,3 +171,26 @@ async def test_a_required_parameter_the_mapping_leaves_out_is_permanent(
         await destination.deliver(item)
     await destination.close()
     assert [o for o in await sim.objects() if o["objclass"] == names.AKTE] == []
+
+
+def test_the_configured_ca_file_wins_over_requests_ca_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host's REQUESTS_CA_BUNDLE does not silently replace the destination's ca_file."""
+    ca_file = tmp_path / "partner-ca.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "host-bundle.pem"))
+    destination = SoapCall(
+        "partner",
+        SoapDestination(
+            type="soap",
+            wsdl=str(WSDL),
+            operation="CreateFileGI",
+            endpoint="https://127.0.0.1:9/",
+            ca_file=ca_file,
+        ),
+    )
+
+    session = destination._proxy()._client.transport.session
+    settings = session.merge_environment_settings("https://127.0.0.1:9/", {}, None, None, None)
+
+    assert settings["verify"] == str(ca_file)
