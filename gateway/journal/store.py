@@ -43,7 +43,6 @@ from sqlalchemy import (
     Engine,
     Select,
     and_,
-    bindparam,
     create_engine,
     event,
     exists,
@@ -85,8 +84,9 @@ from gateway.errors import (
 )
 from gateway.journal import write_lock
 from gateway.journal.group_commit import GroupCommit
+from gateway.journal.sqlite_statements import SqliteStatements
+from gateway.journal.statements import Statements
 from gateway.journal.tables import (
-    UTCDateTime,
     abgaben,
     attempts,
     aussonderung_records,
@@ -145,154 +145,6 @@ class _Outcome:
     dms_objects: list[dict[str, Any]] | None = None
 
 
-class _Statements:
-    """The hot path's statements, built once with bind parameters.
-
-    Built per backend (claim locking differs); SQLAlchemy then reuses their
-    compiled form instead of building and hashing a new statement per call.
-    """
-
-    def __init__(self, lock_due: Callable[[Select[Any]], Select[Any]]) -> None:
-        self.find_by_key = select(M.id, M.blob_sha256).where(
-            M.partner_id == bindparam("partner"), M.idempotency_key == bindparam("key")
-        )
-        self.find_by_dedup = select(M.id).where(M.dedup_key == bindparam("dedup"))
-        self.find_by_dedups = select(M.id, M.dedup_key).where(
-            M.dedup_key.in_(bindparam("keys", expanding=True))
-        )
-        self.insert_messages = insert(messages)
-        self.insert_deliveries = insert(deliveries)
-        self.insert_events = insert(events)
-        self.insert_attempts = insert(attempts)
-        self.insert_receipts = insert(receipts)
-        # Guarded: only a waiting import receipt becomes due, so a repeated delivery
-        # (at least once) or a second local destination never makes it due twice.
-        self.import_done = (
-            update(receipts)
-            .where(
-                R.message_id == bindparam("b_message"),
-                R.state == ReceiptState.WAITING,
-            )
-            .values(
-                state=ReceiptState.PENDING,
-                results=bindparam("b_results"),
-                ready_at=bindparam("b_ready", type_=UTCDateTime()),
-                next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
-                updated_at=bindparam("b_updated", type_=UTCDateTime()),
-            )
-        )
-        self.claim = {
-            restricted: self._claim(lock_due, restricted=restricted) for restricted in (False, True)
-        }
-        self.expire_attempts = (
-            update(attempts)
-            .where(A.delivery_id.in_(bindparam("ids", expanding=True)), A.finished_at.is_(None))
-            .values(
-                finished_at=bindparam("now"),
-                outcome="lease_expired",
-                error="the worker's lease expired before it reported back",
-            )
-        )
-        self.claimed = (
-            select(
-                D.id,
-                D.message_id,
-                D.destination,
-                D.attempts,
-                D.lease_until,
-                D.window_started_at,
-                M.received_at,
-                M.blob_sha256,
-                M.size,
-                M.content_kind,
-                M.file_name,
-                M.prozess_id,
-                M.nachrichtentyp,
-                M.message_element,
-                M.partner_id,
-            )
-            .join(messages, M.id == D.message_id)
-            .where(D.id.in_(bindparam("ids", expanding=True)))
-            .order_by(D.next_attempt_at, D.id)
-        )
-        self.finish = (
-            update(deliveries)
-            .where(
-                D.id == bindparam("b_id"),
-                D.state == DeliveryState.CLAIMED,
-                D.lease_owner == bindparam("b_worker"),
-                D.attempts == bindparam("b_attempt"),
-            )
-            .values(
-                state=bindparam("b_state"),
-                lease_owner=None,
-                lease_until=None,
-                updated_at=bindparam("b_now"),
-                last_error=bindparam("b_error"),
-                next_attempt_at=func.coalesce(
-                    bindparam("b_next", type_=UTCDateTime()), D.next_attempt_at
-                ),
-                finished_at=bindparam("b_finished", type_=UTCDateTime()),
-            )
-        )
-        self.renew = (
-            update(deliveries)
-            .where(
-                D.id == bindparam("b_id"),
-                D.state == DeliveryState.CLAIMED,
-                D.lease_owner == bindparam("b_worker"),
-                D.attempts == bindparam("b_attempt"),
-            )
-            .values(lease_until=bindparam("b_until", type_=UTCDateTime()))
-        )
-        self.finish_attempts = (
-            update(attempts)
-            .where(
-                A.delivery_id == bindparam("b_delivery"),
-                A.number == bindparam("b_number"),
-                A.finished_at.is_(None),
-            )
-            .values(
-                finished_at=bindparam("b_finished"),
-                outcome=bindparam("b_outcome"),
-                error=bindparam("b_error"),
-            )
-        )
-
-    @staticmethod
-    def _claim(lock_due: Callable[[Select[Any]], Select[Any]], *, restricted: bool) -> Any:
-        now = bindparam("now", type_=UTCDateTime())
-        due_now = or_(
-            and_(D.state == DeliveryState.PENDING, D.next_attempt_at <= now),
-            and_(D.state == DeliveryState.CLAIMED, D.lease_until < now),
-        )
-        due = (
-            select(D.id).where(due_now).order_by(D.next_attempt_at, D.id).limit(bindparam("limit"))
-        )
-        if restricted:
-            due = due.where(D.destination.in_(bindparam("destinations", expanding=True)))
-        # A materialised CTE runs the locking SELECT exactly once. Written as a plain
-        # ``IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)``, PostgreSQL may evaluate the
-        # subquery more than once, each time skipping other rows, and claim more than
-        # ``n`` (seen: a worker with 8 slots holding 12 deliveries).
-        chosen = lock_due(due).cte("due").prefix_with("MATERIALIZED")
-        return (
-            update(deliveries)
-            .add_cte(chosen)
-            # The outer condition repeats "due": a row claimed meanwhile by another
-            # claimer (a backend without SKIP LOCKED) is not claimed twice.
-            .where(D.id.in_(select(chosen.c.id)), due_now)
-            .values(
-                state=DeliveryState.CLAIMED,
-                lease_owner=bindparam("worker"),
-                lease_until=bindparam("until", type_=UTCDateTime()),
-                attempts=D.attempts + 1,
-                updated_at=now,
-            )
-            .returning(D.id, D.attempts)
-        )
-
-
 class Journal:
     """Durable record of messages and their deliveries (base class: the shared code path)."""
 
@@ -300,7 +152,7 @@ class Journal:
         self.url = url
         self._accepts: GroupCommit[_Acceptance, Accepted] = GroupCommit(self._accept_batch)
         self._outcomes: GroupCommit[_Outcome, None] = GroupCommit(self._finish_batch)
-        self._sql = _Statements(self._lock_due)
+        self._sql = self._statements()
 
     @staticmethod
     def from_url(url: str) -> Journal:
@@ -336,6 +188,10 @@ class Journal:
     async def _read(self, transaction: Transaction[T]) -> T:
         """Run ``transaction`` in a read-only transaction (a consistent snapshot)."""
         return await self._write(transaction)
+
+    def _statements(self) -> Statements:
+        """The hot path's statements and how this backend runs them."""
+        return Statements(self._lock_due)
 
     def _lock_due(self, due: Select[Any]) -> Select[Any]:
         """Lock the due rows being claimed against other claimers (a no-op on SQLite)."""
@@ -423,10 +279,7 @@ class Journal:
         # every use, since this runs while other writers (processes too) wait.
         dedup_keys = [item.message.dedup_key for item in items]
         # One look-up for the whole batch: which of these contents are stored already.
-        stored: dict[str, str] = {
-            row.dedup_key: row.id
-            for row in conn.execute(self._sql.find_by_dedups, {"keys": dedup_keys})
-        }
+        stored = self._sql.stored_dedups(conn, dedup_keys)
         for item, dedup_key in zip(items, dedup_keys, strict=True):
             message = item.message
             try:
@@ -491,12 +344,12 @@ class Journal:
             )
             outcomes.append(Accepted(message_id=message_id, duplicate=False))
         if new_messages:
-            conn.execute(self._sql.insert_messages, new_messages)
+            self._sql.insert(conn, messages, new_messages)
             if new_deliveries:
-                conn.execute(self._sql.insert_deliveries, new_deliveries)
-            conn.execute(self._sql.insert_events, new_events)
+                self._sql.insert(conn, deliveries, new_deliveries)
+            self._sql.insert(conn, events, new_events)
             if new_receipts:
-                conn.execute(self._sql.insert_receipts, new_receipts)
+                self._sql.insert(conn, receipts, new_receipts)
         return outcomes
 
     # ------------------------------------------------------------------ delivery
@@ -541,40 +394,21 @@ class Journal:
         }
         if destinations is not None:
             params["destinations"] = destinations
-        claimed = conn.execute(self._sql.claim[destinations is not None], params).all()
+        claimed = self._sql.claim_due(conn, params)
         if not claimed:
             return []
-        ids = [row.id for row in claimed]
+        ids = [delivery_id for delivery_id, _ in claimed]
         # Attempts whose worker vanished (lease expired) end here.
-        conn.execute(self._sql.expire_attempts, {"ids": ids, "now": now})
-        conn.execute(
-            self._sql.insert_attempts,
+        self._sql.end_expired_attempts(conn, ids, now)
+        self._sql.insert(
+            conn,
+            attempts,
             [
-                {"delivery_id": row.id, "number": row.attempts, "worker": worker, "started_at": now}
-                for row in claimed
+                {"delivery_id": delivery_id, "number": number, "worker": worker, "started_at": now}
+                for delivery_id, number in claimed
             ],
         )
-        rows = conn.execute(self._sql.claimed, {"ids": ids}).all()
-        return [
-            Claim(
-                delivery_id=row.id,
-                message_id=row.message_id,
-                destination=row.destination,
-                attempt=row.attempts,
-                lease_until=row.lease_until,
-                window_started_at=row.window_started_at,
-                received_at=row.received_at,
-                blob_sha256=row.blob_sha256,
-                size=row.size,
-                content_kind=row.content_kind,
-                file_name=row.file_name,
-                prozess_id=row.prozess_id,
-                nachrichtentyp=row.nachrichtentyp,
-                message_element=row.message_element,
-                partner_id=row.partner_id,
-            )
-            for row in rows
-        ]
+        return self._sql.claims(conn, ids)
 
     async def renew(self, claim: Claim, worker: str, lease: timedelta) -> Claim:
         """Extend a lease that is still ours.
@@ -1190,7 +1024,7 @@ class Journal:
 
 def _find_existing(
     conn: Connection,
-    sql: _Statements,
+    sql: Statements,
     message: NewMessage,
     stored: dict[str, str] | None = None,
     dedup_key: str | None = None,
@@ -1240,7 +1074,7 @@ def _check_same_bytes(message: NewMessage, earlier_id: str, earlier_sha256: str)
         )
 
 
-def _existing_or_raise(conn: Connection, sql: _Statements, item: _Acceptance) -> Accepted:
+def _existing_or_raise(conn: Connection, sql: Statements, item: _Acceptance) -> Accepted:
     """After losing a unique-constraint race: the winner's id (there must be one)."""
     found = _find_existing(conn, sql, item.message)
     if found is None:
@@ -1259,7 +1093,7 @@ async def _outcome_of(call: Any) -> Accepted | BaseException:
 
 
 def _tx_finish(
-    conn: Connection, sql: _Statements, items: Sequence[_Outcome]
+    conn: Connection, sql: Statements, items: Sequence[_Outcome]
 ) -> list[BaseException | None]:
     """Record each outcome whose lease is still held; ``LeaseLost`` for the others."""
     results: dict[int, BaseException | None] = {}
@@ -1270,8 +1104,8 @@ def _tx_finish(
     for index, item in sorted(enumerate(items), key=lambda pair: pair[1].claim.delivery_id):
         claim = item.claim
         pending = item.state is DeliveryState.PENDING
-        result = conn.execute(
-            sql.finish,
+        held = sql.finish_one(
+            conn,
             {
                 "b_id": claim.delivery_id,
                 "b_worker": item.worker,
@@ -1283,7 +1117,7 @@ def _tx_finish(
                 "b_finished": None if pending else item.now,
             },
         )
-        if result.rowcount == 0:
+        if not held:
             results[index] = LeaseLost(
                 f"delivery {claim.delivery_id} attempt {claim.attempt} is no longer leased "
                 f"to {item.worker}; its outcome {item.outcome!r} is discarded"
@@ -1323,11 +1157,11 @@ def _tx_finish(
             )
         )
     if finished:
-        conn.execute(sql.finish_attempts, finished)
-        conn.execute(sql.insert_events, new_events)
+        sql.finish_attempts_of(conn, finished)
+        sql.insert(conn, events, new_events)
     if imported:
         # One statement for the batch: most imports owe no 0402 and match no row.
-        conn.execute(sql.import_done, imported)
+        sql.imports_done(conn, imported)
     return [results[index] for index in range(len(items))]
 
 
@@ -1492,6 +1326,9 @@ class SqliteJournal(Journal):
         self._read_thread = (
             ThreadPoolExecutor(1, thread_name_prefix="journal-reader") if reader else None
         )
+
+    def _statements(self) -> Statements:
+        return SqliteStatements(self._lock_due)
 
     @classmethod
     def create(cls, url: str) -> SqliteJournal:
