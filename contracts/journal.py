@@ -93,6 +93,9 @@ class Claim(_Frozen):
     nachrichtentyp: str
     message_element: str
     partner_id: str
+    #: An import receipt (0402) of the message waits for this delivery's outcome: the
+    #: outcome is then written durably (nothing else would make the receipt due).
+    receipt_waiting: bool = False
 
 
 class AttemptView(_Frozen):

@@ -42,7 +42,9 @@ _CLAIM = (
 _CLAIMED = (
     "SELECT d.id, d.message_id, d.destination, d.attempts, d.lease_until,"
     " d.window_started_at, m.received_at, m.blob_sha256, m.size, m.content_kind,"
-    " m.file_name, m.prozess_id, m.nachrichtentyp, m.message_element, m.partner_id"
+    " m.file_name, m.prozess_id, m.nachrichtentyp, m.message_element, m.partner_id,"
+    " EXISTS (SELECT 1 FROM receipts AS r WHERE r.message_id = d.message_id"
+    " AND r.state = 'waiting')"
     " FROM deliveries AS d JOIN messages AS m ON m.id = d.message_id"
     " WHERE d.id IN ({ids}) ORDER BY d.next_attempt_at, d.id"
 )
@@ -184,6 +186,7 @@ class SqliteStatements(Statements):
                 nachrichtentyp=row[12],
                 message_element=row[13],
                 partner_id=row[14],
+                receipt_waiting=bool(row[15]),
             )
             for row in rows
         ]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from contracts.journal import Claim, DeliveryState, ReceiptState
@@ -99,6 +99,9 @@ class Statements:
                 M.nachrichtentyp,
                 M.message_element,
                 M.partner_id,
+                exists()
+                .where(R.message_id == D.message_id, R.state == ReceiptState.WAITING)
+                .label("receipt_waiting"),
             )
             .join(messages, M.id == D.message_id)
             .where(D.id.in_(bindparam("ids", expanding=True)))
@@ -219,6 +222,7 @@ class Statements:
                 nachrichtentyp=row.nachrichtentyp,
                 message_element=row.message_element,
                 partner_id=row.partner_id,
+                receipt_waiting=bool(row.receipt_waiting),
             )
             for row in conn.execute(self.claimed, {"ids": ids})
         ]

@@ -543,8 +543,8 @@ class Journal:
     async def _finish_batch(self, items: Sequence[_Outcome]) -> Sequence[BaseException | None]:
         # Not durable: an outcome lost to a power failure repeats the delivery, which
         # destinations recognise (at least once); a process crash loses nothing.
-        if any(item.imported is not None for item in items):
-            # An import receipt became due: durable, since nothing else would repeat it
+        if any(item.imported is not None and item.claim.receipt_waiting for item in items):
+            # An import receipt becomes due: durable, since nothing else would repeat it
             # (the delivery it follows is already recorded as done).
             return await self._write(lambda conn: _tx_finish(conn, self._sql, items))
         return await self._write(lambda conn: _tx_finish(conn, self._sql, items), durable=False)

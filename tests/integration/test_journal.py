@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from contracts.journal import Claim, DeliveryState, MessageState, NewMessage
+from contracts.journal import Claim, DeliveryState, MessageState, NewMessage, ReceiptState
 from gateway.errors import IdempotencyConflict, JournalUnavailable, LeaseLost, NotFound
 from gateway.journal.store import Journal, utcnow
 
@@ -106,6 +106,21 @@ async def test_claim_leases_due_deliveries_once(journal: Journal) -> None:
 
     assert [c.attempt for c in first] == [1]
     assert second == []
+
+
+async def test_a_claim_says_whether_an_import_receipt_waits_for_it(journal: Journal) -> None:
+    """Only the delivery of a message whose 0402 waits for an import must end durably."""
+    await journal.accept(
+        new_message(prozess_id="p-owes"), ["dms"], receipts={"0402": ReceiptState.WAITING}
+    )
+    await journal.accept(new_message(prozess_id="p-free"), ["dms"])
+
+    claims = await journal.claim("w1", limit=2, lease=LEASE)
+
+    assert sorted((c.prozess_id, c.receipt_waiting) for c in claims) == [
+        ("p-free", False),
+        ("p-owes", True),
+    ]
 
 
 async def test_claim_filters_by_destination(journal: Journal) -> None:
