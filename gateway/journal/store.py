@@ -17,7 +17,10 @@ in how due deliveries are locked while claimed (``_lock_due``):
   (``AsyncConnection.run_sync``) and locks claimed rows ``FOR UPDATE SKIP LOCKED``.
 
 Accepts and delivery outcomes that arrive together are written in one
-transaction (``GroupCommit``): one fsync for many messages, no added latency.
+transaction (``GroupCommit``): one fsync for many messages, no added latency. On
+SQLite, which writes one transaction at a time anyway, waiting accepts, outcomes
+and claims share one transaction (``single_writer``), and the statements of that
+hot path run on the driver connection (``sqlite_statements``).
 
 State changes are guarded updates (``… WHERE state = 'claimed' AND lease_owner =
 :me``) whose zero-row outcome is an error for that item, and each leaves an event
@@ -30,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -145,14 +148,46 @@ class _Outcome:
     dms_objects: list[dict[str, Any]] | None = None
 
 
+@dataclass(frozen=True)
+class _ClaimRequest:
+    """One ``claim`` waiting for the next write transaction (one writer only)."""
+
+    worker: str
+    limit: int
+    lease: timedelta
+    destinations: list[str] | None
+    now: datetime
+
+
+#: What the single writer's group commit takes: each kind is written in one transaction.
+_Write = _Acceptance | _Outcome | _ClaimRequest
+
+
 class Journal:
     """Durable record of messages and their deliveries (base class: the shared code path)."""
 
+    #: The backend writes one transaction at a time (SQLite): accepts, outcomes and
+    #: claims that wait together then share one transaction, instead of queueing for
+    #: the writer as three (each with its own lock, commit and hops to its thread).
+    single_writer = False
+
     def __init__(self, url: str) -> None:
         self.url = url
-        self._accepts: GroupCommit[_Acceptance, Accepted] = GroupCommit(self._accept_batch)
-        self._outcomes: GroupCommit[_Outcome, None] = GroupCommit(self._finish_batch)
         self._sql = self._statements()
+        self._submit_accept: Callable[[_Acceptance], Awaitable[Accepted]]
+        self._submit_outcome: Callable[[_Outcome], Awaitable[None]]
+        self._submit_claim: Callable[[_ClaimRequest], Awaitable[list[Claim]]] | None
+        if self.single_writer:
+            writes: GroupCommit[_Write, Any] = GroupCommit(self._write_together)
+            self._groups: tuple[GroupCommit[Any, Any], ...] = (writes,)
+            self._submit_accept = self._submit_outcome = writes.submit
+            self._submit_claim = writes.submit
+        else:
+            accepts: GroupCommit[_Acceptance, Accepted] = GroupCommit(self._accept_batch)
+            outcomes: GroupCommit[_Outcome, None] = GroupCommit(self._finish_batch)
+            self._groups = (accepts, outcomes)
+            self._submit_accept, self._submit_outcome = accepts.submit, outcomes.submit
+            self._submit_claim = None
 
     @staticmethod
     def from_url(url: str) -> Journal:
@@ -169,8 +204,8 @@ class Journal:
 
     async def close(self) -> None:
         """Finish the transactions being written and release all connections."""
-        await self._accepts.close()
-        await self._outcomes.close()
+        for group in self._groups:
+            await group.close()
 
     # ------------------------------------------------------------------ backend hooks
 
@@ -247,7 +282,7 @@ class Journal:
         item = _Acceptance(
             message, tuple(destinations), now or utcnow(), tuple((receipts or {}).items())
         )
-        return await self._accepts.submit(item)
+        return await self._submit_accept(item)
 
     async def _accept_batch(
         self, items: Sequence[_Acceptance]
@@ -372,6 +407,8 @@ class Journal:
             return []
         at = now or utcnow()
         wanted = None if destinations is None else list(destinations)
+        if self._submit_claim is not None:
+            return await self._submit_claim(_ClaimRequest(worker, limit, lease, wanted, at))
         # Not durable: a claim lost to a power failure leaves the delivery due again.
         return await self._write(
             lambda conn: self._tx_claim(conn, worker, limit, lease, wanted, at), durable=False
@@ -499,7 +536,7 @@ class Journal:
             results,
             [o.model_dump(mode="json") for o in dms_objects] or None,
         )
-        await self._outcomes.submit(item)
+        await self._submit_outcome(item)
 
     async def retry_later(
         self, claim: Claim, worker: str, at: datetime, error: str, *, now: datetime | None = None
@@ -538,16 +575,60 @@ class Journal:
         next_attempt_at: datetime | None = None,
     ) -> None:
         item = _Outcome(claim, worker, state, outcome, error, now or utcnow(), next_attempt_at)
-        await self._outcomes.submit(item)
+        await self._submit_outcome(item)
 
     async def _finish_batch(self, items: Sequence[_Outcome]) -> Sequence[BaseException | None]:
-        # Not durable: an outcome lost to a power failure repeats the delivery, which
-        # destinations recognise (at least once); a process crash loses nothing.
-        if any(item.imported is not None and item.claim.receipt_waiting for item in items):
-            # An import receipt becomes due: durable, since nothing else would repeat it
-            # (the delivery it follows is already recorded as done).
-            return await self._write(lambda conn: _tx_finish(conn, self._sql, items))
-        return await self._write(lambda conn: _tx_finish(conn, self._sql, items), durable=False)
+        return await self._write(
+            lambda conn: _tx_finish(conn, self._sql, items), durable=_durable_outcomes(items)
+        )
+
+    # ------------------------------------------------------------------ one writer
+
+    async def _write_together(self, items: Sequence[_Write]) -> list[Any]:
+        """Accepts, outcomes and claims waiting together, in one transaction (in that order).
+
+        The claims come last, so they can take deliveries accepted in the same
+        transaction. An accept that collides with another process's row rolls the
+        whole transaction back; then the accepts are written on their own (their
+        usual path, which sorts that out) and the rest without them.
+        """
+        outcomes = [item for item in items if isinstance(item, _Outcome)]
+        accepts = [item for item in items if isinstance(item, _Acceptance)]
+        claims = [item for item in items if isinstance(item, _ClaimRequest)]
+
+        def others(conn: Connection) -> tuple[list[BaseException | None], list[list[Claim]]]:
+            finished = _tx_finish(conn, self._sql, outcomes) if outcomes else []
+            return finished, [self._tx_claim_request(conn, request) for request in claims]
+
+        def together(
+            conn: Connection,
+        ) -> tuple[list[BaseException | None], list[list[Claim]], list[Accepted | BaseException]]:
+            accepted = self._tx_accept(conn, accepts)
+            finished, claimed = others(conn)
+            return finished, claimed, accepted
+
+        durable = bool(accepts) or _durable_outcomes(outcomes)
+        if not accepts:
+            finished, claimed = await self._write(others, durable=durable)
+            accepted: Sequence[Accepted | BaseException] = []
+        else:
+            try:
+                finished, claimed, accepted = await self._write(together, durable=durable)
+            except IntegrityError:
+                finished, claimed = await self._write(others, durable=_durable_outcomes(outcomes))
+                accepted = await self._accept_batch(accepts)
+        # Each item's answer, in the order of ``items``: the n-th of its kind.
+        answers = {
+            _Acceptance: iter(accepted),
+            _Outcome: iter(finished),
+            _ClaimRequest: iter(claimed),
+        }
+        return [next(answers[type(item)]) for item in items]
+
+    def _tx_claim_request(self, conn: Connection, request: _ClaimRequest) -> list[Claim]:
+        return self._tx_claim(
+            conn, request.worker, request.limit, request.lease, request.destinations, request.now
+        )
 
     # ------------------------------------------------------------------ receipts
 
@@ -1165,6 +1246,17 @@ def _tx_finish(
     return [results[index] for index in range(len(items))]
 
 
+def _durable_outcomes(items: Sequence[_Outcome]) -> bool:
+    """Whether outcomes must be on disk at commit.
+
+    Mostly not: an outcome lost to a power failure repeats the delivery, which
+    destinations recognise (at least once); a process crash loses nothing. But
+    when an import receipt becomes due, nothing else would repeat it (the delivery
+    it follows is already recorded as done).
+    """
+    return any(item.imported is not None and item.claim.receipt_waiting for item in items)
+
+
 def _results_json(results: Mapping[str, ObjectResult]) -> str:
     return json.dumps(
         {uuid: result.model_dump(mode="json") for uuid, result in results.items()},
@@ -1326,6 +1418,8 @@ class SqliteJournal(Journal):
         self._read_thread = (
             ThreadPoolExecutor(1, thread_name_prefix="journal-reader") if reader else None
         )
+
+    single_writer = True
 
     def _statements(self) -> Statements:
         return SqliteStatements(self._lock_due)
