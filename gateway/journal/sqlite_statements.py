@@ -14,10 +14,10 @@ step for the batch), timestamps formatted as SQLAlchemy stores them on SQLite
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
@@ -43,8 +43,9 @@ _CLAIMED = (
     "SELECT d.id, d.message_id, d.destination, d.attempts, d.lease_until,"
     " d.window_started_at, m.received_at, m.blob_sha256, m.size, m.content_kind,"
     " m.file_name, m.prozess_id, m.nachrichtentyp, m.message_element, m.partner_id,"
+    # "+r.state": look the receipts up by message (unique index), never by state.
     " EXISTS (SELECT 1 FROM receipts AS r WHERE r.message_id = d.message_id"
-    " AND r.state = 'waiting')"
+    " AND +r.state = 'waiting')"
     " FROM deliveries AS d JOIN messages AS m ON m.id = d.message_id"
     " WHERE d.id IN ({ids}) ORDER BY d.next_attempt_at, d.id"
 )
@@ -60,15 +61,30 @@ _FINISH = (
     " WHERE id = :b_id AND state = 'claimed' AND lease_owner = :b_worker"
     " AND attempts = :b_attempt"
 )
-_FINISH_ATTEMPTS = (
-    "UPDATE attempts SET finished_at = :b_finished, outcome = :b_outcome, error = :b_error"
-    " WHERE delivery_id = :b_delivery AND number = :b_number AND finished_at IS NULL"
+# Outcomes of a batch in one statement each (``UPDATE … FROM (VALUES …)``): each row
+# of a statement is a step that releases and re-takes the interpreter lock, and the
+# writer thread waits for it back every time the event loop holds it.
+_FINISH_ALL = (
+    "UPDATE deliveries SET state = v.column2, lease_owner = NULL, lease_until = NULL,"
+    " updated_at = v.column3, last_error = v.column4,"
+    " next_attempt_at = coalesce(v.column5, deliveries.next_attempt_at),"
+    " finished_at = v.column6 FROM (VALUES {rows}) AS v"
+    " WHERE deliveries.id = v.column1 AND deliveries.state = 'claimed'"
+    " AND deliveries.lease_owner = v.column7 AND deliveries.attempts = v.column8"
+    " RETURNING deliveries.id"
+)
+_FINISH_ATTEMPTS_ALL = (
+    "UPDATE attempts SET finished_at = v.column3, outcome = v.column4, error = v.column5"
+    " FROM (VALUES {rows}) AS v WHERE attempts.delivery_id = v.column1"
+    " AND attempts.number = v.column2 AND attempts.finished_at IS NULL"
 )
 _IMPORT_DONE = (
     "UPDATE receipts SET state = 'pending', results = :b_results, ready_at = :b_ready,"
     " next_attempt_at = :b_next, updated_at = :b_updated"
     " WHERE message_id = :b_message AND state = 'waiting'"
 )
+T = TypeVar("T")
+
 #: Bound parameters of one statement stay well below SQLite's limit (32766).
 _MAX_PARAMETERS = 30000
 
@@ -122,6 +138,23 @@ def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
+@cache
+def _finish_all_sql(rows: int) -> str:
+    return _FINISH_ALL.format(rows=", ".join([f"({_marks(8)})"] * rows))
+
+
+@cache
+def _finish_attempts_sql(rows: int) -> str:
+    return _FINISH_ATTEMPTS_ALL.format(rows=", ".join([f"({_marks(5)})"] * rows))
+
+
+def _chunks(rows: Sequence[T], columns: int) -> Iterator[Sequence[T]]:
+    """``rows`` in runs that keep a statement below SQLite's parameter limit."""
+    size = max(1, _MAX_PARAMETERS // columns)
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
 class SqliteStatements(Statements):
     """``Statements`` whose hot ones run on the ``sqlite3`` connection of the transaction."""
 
@@ -138,9 +171,7 @@ class SqliteStatements(Statements):
             return
         columns = tuple(rows[0])
         times = _time_columns(table)
-        per_statement = max(1, _MAX_PARAMETERS // len(columns))
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
+        for chunk in _chunks(rows, len(columns)):
             values: list[Any] = []
             for row in chunk:
                 values.extend(
@@ -191,7 +222,31 @@ class SqliteStatements(Statements):
             for row in rows
         ]
 
-    def finish_one(self, conn: Connection, params: dict[str, Any]) -> bool:
+    def finish_many(self, conn: Connection, params: Sequence[dict[str, Any]]) -> list[bool]:
+        ids = [one["b_id"] for one in params]
+        if len(set(ids)) != len(ids):
+            # One UPDATE … FROM would apply only one of two outcomes for a delivery and
+            # report both as held; one statement each refuses the second, as it should.
+            return [self._finish_each(conn, one) for one in params]
+        held: set[int] = set()
+        for chunk in _chunks(params, 8):
+            values: list[Any] = []
+            for one in chunk:
+                values += (
+                    one["b_id"],
+                    one["b_state"],
+                    sqlite_time(one["b_now"]),
+                    one["b_error"],
+                    sqlite_time(one["b_next"]),
+                    sqlite_time(one["b_finished"]),
+                    one["b_worker"],
+                    one["b_attempt"],
+                )
+            rows = _run(conn, _finish_all_sql(len(chunk)), values).fetchall()
+            held.update(row[0] for row in rows)
+        return [delivery_id in held for delivery_id in ids]
+
+    def _finish_each(self, conn: Connection, params: dict[str, Any]) -> bool:
         values = {
             **params,
             "b_now": sqlite_time(params["b_now"]),
@@ -201,12 +256,17 @@ class SqliteStatements(Statements):
         return _run(conn, _FINISH, values).rowcount > 0
 
     def finish_attempts_of(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        _run(
-            conn,
-            _FINISH_ATTEMPTS,
-            [{**row, "b_finished": sqlite_time(row["b_finished"])} for row in rows],
-            many=True,
-        )
+        for chunk in _chunks(rows, 5):
+            values: list[Any] = []
+            for row in chunk:
+                values += (
+                    row["b_delivery"],
+                    row["b_number"],
+                    sqlite_time(row["b_finished"]),
+                    row["b_outcome"],
+                    row["b_error"],
+                )
+            _run(conn, _finish_attempts_sql(len(chunk)), values)
 
     def imports_done(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         _run(

@@ -227,9 +227,9 @@ class Statements:
             for row in conn.execute(self.claimed, {"ids": ids})
         ]
 
-    def finish_one(self, conn: Connection, params: dict[str, Any]) -> bool:
-        """Record one outcome (``finish``'s ``b_*`` parameters); whether the lease held."""
-        return conn.execute(self.finish, params).rowcount > 0
+    def finish_many(self, conn: Connection, params: Sequence[dict[str, Any]]) -> list[bool]:
+        """Record outcomes (``finish``'s ``b_*`` parameters each); whether each lease held."""
+        return [conn.execute(self.finish, one).rowcount > 0 for one in params]
 
     def finish_attempts_of(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Close the attempts the outcomes belong to."""

@@ -1177,28 +1177,17 @@ def _tx_finish(
     conn: Connection, sql: Statements, items: Sequence[_Outcome]
 ) -> list[BaseException | None]:
     """Record each outcome whose lease is still held; ``LeaseLost`` for the others."""
+    # In delivery id order, like renewals: concurrent transactions never deadlock.
+    ordered = sorted(range(len(items)), key=lambda index: items[index].claim.delivery_id)
+    held = sql.finish_many(conn, [_finish_params(items[index]) for index in ordered])
     results: dict[int, BaseException | None] = {}
     finished: list[dict[str, Any]] = []
     imported: list[dict[str, Any]] = []
     new_events: list[dict[str, Any]] = []
-    # In delivery id order, like renewals: concurrent transactions never deadlock.
-    for index, item in sorted(enumerate(items), key=lambda pair: pair[1].claim.delivery_id):
+    for index, lease_held in zip(ordered, held, strict=True):
+        item = items[index]
         claim = item.claim
-        pending = item.state is DeliveryState.PENDING
-        held = sql.finish_one(
-            conn,
-            {
-                "b_id": claim.delivery_id,
-                "b_worker": item.worker,
-                "b_attempt": claim.attempt,
-                "b_state": item.state,
-                "b_now": item.now,
-                "b_error": item.error,
-                "b_next": (item.next_attempt_at or item.now) if pending else None,
-                "b_finished": None if pending else item.now,
-            },
-        )
-        if not held:
+        if not lease_held:
             results[index] = LeaseLost(
                 f"delivery {claim.delivery_id} attempt {claim.attempt} is no longer leased "
                 f"to {item.worker}; its outcome {item.outcome!r} is discarded"
@@ -1244,6 +1233,21 @@ def _tx_finish(
         # One statement for the batch: most imports owe no 0402 and match no row.
         sql.imports_done(conn, imported)
     return [results[index] for index in range(len(items))]
+
+
+def _finish_params(item: _Outcome) -> dict[str, Any]:
+    """The ``finish`` statement's parameters for one outcome."""
+    pending = item.state is DeliveryState.PENDING
+    return {
+        "b_id": item.claim.delivery_id,
+        "b_worker": item.worker,
+        "b_attempt": item.claim.attempt,
+        "b_state": item.state,
+        "b_now": item.now,
+        "b_error": item.error,
+        "b_next": (item.next_attempt_at or item.now) if pending else None,
+        "b_finished": None if pending else item.now,
+    }
 
 
 def _durable_outcomes(items: Sequence[_Outcome]) -> bool:

@@ -157,6 +157,25 @@ async def test_outcome_of_a_lost_lease_is_refused(journal: Journal) -> None:
         await journal.complete(stale, "slow")
 
 
+async def test_a_second_outcome_for_one_attempt_in_the_same_batch_is_refused(
+    journal: Journal,
+) -> None:
+    """Two outcomes written together for one claim: the first counts, the second is lost."""
+    await journal.accept(new_message(), ["dms"])
+    claim = await claim_one(journal)
+
+    first, second = await asyncio.gather(
+        journal.complete(claim, "w1"),
+        journal.retry_later(claim, "w1", utcnow(), "late"),
+        return_exceptions=True,
+    )
+
+    assert first is None
+    assert isinstance(second, LeaseLost)
+    view = await journal.get_message(claim.message_id)
+    assert view.deliveries[0].state is DeliveryState.DELIVERED
+
+
 async def test_completed_delivery_makes_the_message_delivered(journal: Journal) -> None:
     """Completing the only delivery marks the message delivered."""
     accepted = await journal.accept(new_message(), ["dms"])
