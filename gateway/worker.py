@@ -234,8 +234,11 @@ class Worker:
             busy = len(self._inflight[name])
             # While some of its deliveries run, wait until half its slots are free:
             # claims in batches cost one transaction for many, and the running ones
-            # wake this loop as they finish, so nothing waits for the poll.
-            if limit - busy <= 0 or (busy and limit - busy < (limit + 1) // 2):
+            # wake this loop as they finish, so nothing waits for the poll. A journal
+            # with one writer puts a claim into the transaction being written anyway,
+            # so there every free slot is filled at once.
+            half_busy = busy and limit - busy < (limit + 1) // 2
+            if limit - busy <= 0 or (half_busy and not self.journal.single_writer):
                 continue
             free = limit - busy
             claims = await self.journal.claim(

@@ -403,6 +403,38 @@ async def test_slow_destination_does_not_delay_another(
     assert len(list(dms.iterdir())) == 6
 
 
+async def test_a_freed_slot_is_refilled_at_once_where_claims_share_the_writers_transaction(
+    journal: Journal, blobs: BlobStore, dms: Path
+) -> None:
+    """SQLite (one writer) claims for one free slot; PostgreSQL waits until half are free."""
+    release = asyncio.Event()
+    first: list[str] = []
+
+    async def handler(item: Outbound) -> None:
+        if item.message_id != first[0]:
+            await release.wait()
+
+    destination = Scripted(handler)
+
+    async def refilled() -> bool:
+        return len(destination.calls) == 5
+
+    settings = config(dms, dms_settings={"concurrency": 4})
+    ids = [await accept(journal, blobs, abgabe(), ["dms"]) for _ in range(6)]
+    first.append(ids[0])
+
+    async with running(make_worker(settings, journal, blobs, {"dms": destination})):
+        await eventually(in_state(journal, ids[0], DeliveryState.DELIVERED), what="first done")
+        if journal.single_writer:
+            await eventually(refilled, what="the freed slot refilled")
+        else:
+            await asyncio.sleep(0.3)  # several polls: three of four slots still busy
+        started = len(destination.calls)
+        release.set()
+
+    assert started == (5 if journal.single_writer else 4)
+
+
 async def test_failing_destination_does_not_delay_another(
     journal: Journal, blobs: BlobStore, dms: Path, receiver: Receiver
 ) -> None:
