@@ -1203,7 +1203,7 @@ def _tx_finish(
                 "b_error": item.error,
             }
         )
-        if item.imported is not None:
+        if item.imported is not None and claim.receipt_waiting:
             imported.append(
                 {
                     "b_message": claim.message_id,
