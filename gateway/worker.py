@@ -148,7 +148,11 @@ class Worker:
         self._poll = config.worker.poll_interval_seconds
         self._grace = grace_seconds
         self._backoff_max = journal_backoff_max_seconds
+        # Attempts running, by destination: what the concurrency limits count.
         self._inflight: dict[str, set[asyncio.Task[None]]] = {name: set() for name in destinations}
+        # Deliveries whose attempt ended and whose outcome is being written: their
+        # slot is free already (a claim for it can share the outcome's transaction).
+        self._recording: set[asyncio.Task[None]] = set()
         # Leases held by deliveries in flight, by delivery id; the keeper renews them.
         self._held: dict[int, _Held] = {}
         self._lost: dict[int, LeaseLost] = {}
@@ -263,6 +267,7 @@ class Worker:
 
         def finished(task: asyncio.Task[None]) -> None:
             tasks.discard(task)
+            self._recording.discard(task)
             if (held := self._held.get(claim.delivery_id)) is not None and held.task is task:
                 del self._held[claim.delivery_id]
             self._lost.pop(claim.delivery_id, None)
@@ -300,6 +305,7 @@ class Worker:
                 logger.warning("delivery_lease_lost", worker=self.worker_id, reason=str(lost))
                 return
             elapsed_ms = round((time.monotonic() - started) * 1000)
+            self._attempt_ended(claim)
             try:
                 await self._record(claim, outcome, logger, elapsed_ms)
             except LeaseLost as exc:
@@ -311,6 +317,15 @@ class Worker:
                     error=str(exc),
                     consequence="the lease expires and the delivery is made again",
                 )
+
+    def _attempt_ended(self, claim: Claim) -> None:
+        """Free the destination slot of the current delivery: only its outcome is left to write."""
+        task = asyncio.current_task()
+        attempts = self._inflight[claim.destination]
+        if task is not None and task in attempts:
+            attempts.discard(task)
+            self._recording.add(task)
+            self._wake.set()
 
     async def _attempt(
         self, claim: Claim, logger: structlog.typing.FilteringBoundLogger
@@ -502,7 +517,8 @@ class Worker:
     # ------------------------------------------------------------------ shutdown
 
     def _tasks(self) -> set[asyncio.Task[None]]:
-        return {task for tasks in self._inflight.values() for task in tasks}
+        running = {task for tasks in self._inflight.values() for task in tasks}
+        return running | self._recording
 
     async def _drain(self) -> None:
         tasks = self._tasks()

@@ -53,6 +53,15 @@ class FlakyJournal(Journal):
         self.claimed += 1  # counted once the claim round's query is done
         return claims
 
+    #: While set and not yet released, ``complete`` waits for it (an outcome being written).
+    outcome_gate: asyncio.Event | None = None
+
+    async def complete(self, *args: Any, **kwargs: Any) -> Any:
+        """Record the outcome for real, once ``outcome_gate`` (if any) is released."""
+        if self.outcome_gate is not None:
+            await self.outcome_gate.wait()
+        return await super().complete(*args, **kwargs)
+
 
 class FlakySqlite(FlakyJournal, SqliteJournal):
     """SQLite, flaky on demand."""
@@ -433,6 +442,53 @@ async def test_a_freed_slot_is_refilled_at_once_where_claims_share_the_writers_t
         release.set()
 
     assert started == (5 if journal.single_writer else 4)
+
+
+async def test_a_slot_is_free_while_the_outcome_of_its_last_attempt_is_written(
+    journal: FlakyJournal, blobs: BlobStore, dms: Path
+) -> None:
+    """The destination's one slot takes the next delivery before the first outcome is in."""
+    journal.outcome_gate = asyncio.Event()
+    destination = Scripted(lambda item: asyncio.sleep(0))
+
+    async def both_attempted() -> bool:
+        return len(destination.calls) == 2
+
+    settings = config(dms, dms_settings={"concurrency": 1})
+    ids = [await accept(journal, blobs, abgabe(), ["dms"]) for _ in range(2)]
+
+    async with running(make_worker(settings, journal, blobs, {"dms": destination})):
+        await eventually(both_attempted, what="the second attempt started")
+        states = [(await delivery(journal, message_id)).state for message_id in ids]
+        journal.outcome_gate.set()
+        for message_id in ids:
+            await eventually(in_state(journal, message_id, DeliveryState.DELIVERED), what="done")
+
+    assert states == [DeliveryState.CLAIMED, DeliveryState.CLAIMED]
+
+
+async def test_stop_waits_for_outcomes_being_written(
+    journal: FlakyJournal, blobs: BlobStore, dms: Path
+) -> None:
+    """A graceful stop lets an outcome still being written reach the journal."""
+    journal.outcome_gate = asyncio.Event()
+    destination = Scripted(lambda item: asyncio.sleep(0))
+
+    async def attempted() -> bool:
+        return len(destination.calls) == 1
+
+    message_id = await accept(journal, blobs, abgabe(), ["dms"])
+    worker = make_worker(config(dms), journal, blobs, {"dms": destination})
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    await eventually(attempted, what="the attempt made")
+    stop.set()
+    await asyncio.sleep(0.1)
+    journal.outcome_gate.set()
+    await task
+
+    assert (await delivery(journal, message_id)).state is DeliveryState.DELIVERED
 
 
 async def test_failing_destination_does_not_delay_another(
