@@ -88,3 +88,48 @@ def test_closing_a_store_removes_its_empty_staging_folder(tmp_path: Path) -> Non
     BlobStore(tmp_path).close()
 
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+async def test_stored_content_lies_under_its_sha256_without_leftovers(tmp_path: Path) -> None:
+    """``store`` writes content held in memory to its address and leaves no temporary file."""
+    blobs = BlobStore(tmp_path)
+    data = os.urandom(2_000)
+    digest = hashlib.sha256(data).hexdigest()
+
+    path = await blobs.store(data, digest)
+
+    assert path == blobs.path(digest)
+    assert path.read_bytes() == data
+    assert list((tmp_path / "tmp").rglob("*.part")) == []
+
+
+async def test_storing_the_same_content_twice_keeps_one_blob(tmp_path: Path) -> None:
+    """Storing content that is already there leaves one complete blob under its address."""
+    blobs = BlobStore(tmp_path)
+    data = b"the same bytes"
+    digest = hashlib.sha256(data).hexdigest()
+
+    await blobs.store(data, digest)
+    await blobs.store(data, digest)
+
+    assert [p for p in (tmp_path / "sha256").rglob("*") if p.is_file()] == [blobs.path(digest)]
+    assert blobs.path(digest).read_bytes() == data
+
+
+async def test_a_failed_store_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails (a full disk) removes its temporary file and publishes nothing."""
+    blobs = BlobStore(tmp_path)
+    data = b"never complete"
+    digest = hashlib.sha256(data).hexdigest()
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space"):
+        await blobs.store(data, digest)
+
+    assert not blobs.path(digest).exists()
+    assert list((tmp_path / "tmp").rglob("*.part")) == []
