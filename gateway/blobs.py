@@ -32,7 +32,7 @@ except ImportError:  # Windows: a dead process's staging folder is not cleaned u
 
 from gateway import foldersync
 from gateway.blocking import file_chunks
-from gateway.durable import fsync_dir, write_new
+from gateway.durable import write_new
 from gateway.errors import GatewayError
 
 _BUFFER = 1024 * 1024
@@ -190,13 +190,17 @@ class BlobStore:
         return target
 
     def _make_folders(self, folder: Path) -> None:
-        """Create ``sha256/ab/cd`` as needed, each new name made durable in its parent."""
+        """Create ``sha256/ab/cd`` as needed, each new name made durable in its parent.
+
+        Without the parent's fsync a crash could lose the new folder, and the blob
+        with it, although the blob's own folder was fsync'd.
+        """
         for level in (folder.parent, folder):
             try:
                 level.mkdir()
             except FileExistsError:
                 continue
-            fsync_dir(level.parent)
+            foldersync.shared.sync(level.parent)
 
     def discard(self, staged: StagedBlob) -> None:
         """Remove a staged blob that will not be committed."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import foldersync
 from gateway.blobs import BlobStore, BlobTooLarge
 
 MIB = 1024 * 1024
@@ -133,3 +134,23 @@ async def test_a_failed_store_leaves_nothing_behind(
 
     assert not blobs.path(digest).exists()
     assert list((tmp_path / "tmp").rglob("*.part")) == []
+
+
+async def test_a_blob_in_new_folders_makes_each_new_folder_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Folders ``ab/cd`` made for a blob are fsync'd in their parents, then the blob's folder."""
+    synced: list[str] = []
+    monkeypatch.setattr(foldersync, "shared", foldersync.FolderSync(synced.append))
+    blobs = BlobStore(tmp_path)
+    data = b"first of its prefix"
+    digest = hashlib.sha256(data).hexdigest()
+
+    await blobs.store(data, digest)
+
+    addressed = tmp_path / "sha256"
+    assert synced == [
+        str(addressed),
+        str(addressed / digest[:2]),
+        str(addressed / digest[:2] / digest[2:4]),
+    ]
