@@ -17,9 +17,9 @@ The order carries the guarantee "accepted means durable": the blob reaches its
 address before the journal row that refers to it is written, and the caller hears
 "accepted" only after the journal commit. Any refusal raises ``IntakeRejected``
 before anything was written, or removes the staged upload, so a refused message
-leaves nothing behind and is never queued. Only failures after the blob commit leave the blob (an
-unreachable journal, an Idempotency-Key reused for other bytes): it is
-content-addressed, so a retry of the same upload reuses it.
+leaves nothing behind and is never queued. Only failures after the blob is at its
+address leave it (an unreachable journal, an Idempotency-Key reused for other
+bytes): it is content-addressed, so a retry of the same upload reuses it.
 """
 
 from __future__ import annotations
