@@ -3,8 +3,10 @@
 A blob is written to ``<root>/tmp/`` while its SHA-256 is computed, fsync'd, and
 only then renamed to ``<root>/sha256/ab/cd/<digest>`` (and the folder fsync'd).
 So a blob under its address is always complete, and identical content is stored
-once. Intake stages a blob, checks it, then commits it; a rejected upload is
-discarded and leaves nothing behind.
+once. Intake stages a large upload, checks it, then commits it; a rejected upload
+is discarded and leaves nothing behind. A small upload, held in memory, is checked
+first and then written to its address in one go (``store``): a refused one was
+never written.
 
 File I/O is blocking; the async API hands it to a thread.
 """
@@ -12,7 +14,9 @@ File I/O is blocking; the async API hands it to a thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import itertools
 import os
 import time
 import uuid
@@ -26,14 +30,18 @@ try:
 except ImportError:  # Windows: a dead process's staging folder is not cleaned up
     fcntl = None  # type: ignore[assignment]
 
+from gateway import foldersync
 from gateway.blocking import file_chunks
-from gateway.durable import fsync_dir
+from gateway.durable import write_new
 from gateway.errors import GatewayError
 
 _BUFFER = 1024 * 1024
 #: A loose staged upload nobody wrote to for this long belongs to a process that died.
 STALE_UPLOAD_SECONDS = 3600.0
 _LOCK = ".lock"
+#: Temporary names of ``store``: unique within the store's own staging folder, which
+#: no other store writes to (cheaper than a random name per blob).
+_STORE_NAMES = itertools.count()
 
 
 class BlobTooLarge(GatewayError):
@@ -145,10 +153,54 @@ class BlobStore:
         if target.is_file():
             staged.path.unlink(missing_ok=True)
             return target
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._make_folders(target.parent)
         os.replace(staged.path, target)
-        fsync_dir(target.parent)
+        foldersync.shared.sync(target.parent)
         return target
+
+    async def store(self, data: bytes, sha256: str) -> Path:
+        """Write content held in memory to its address, durably, in one hop to a thread.
+
+        A temporary file in the staging folder is written and fsync'd, renamed to
+        the address (its folders made when missing) and the folder fsync'd: when
+        this returns, the blob is complete and durable under its address. The same
+        content already there is replaced by identical bytes.
+
+        Args:
+            data: the content.
+            sha256: its SHA-256 (hex), computed by the caller.
+        """
+        return await asyncio.to_thread(self._store, data, sha256)
+
+    def _store(self, data: bytes, sha256: str) -> Path:
+        target = self.path(sha256)
+        temp = f"{self._staging}/{next(_STORE_NAMES)}.store.part"
+        try:
+            write_new(temp, data)
+            try:
+                os.rename(temp, target)
+            except FileNotFoundError:
+                self._make_folders(target.parent)
+                os.rename(temp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        foldersync.shared.sync(target.parent)
+        return target
+
+    def _make_folders(self, folder: Path) -> None:
+        """Create ``sha256/ab/cd`` as needed, each new name made durable in its parent.
+
+        Without the parent's fsync a crash could lose the new folder, and the blob
+        with it, although the blob's own folder was fsync'd.
+        """
+        for level in (folder.parent, folder):
+            try:
+                level.mkdir()
+            except FileExistsError:
+                continue
+            foldersync.shared.sync(level.parent)
 
     def discard(self, staged: StagedBlob) -> None:
         """Remove a staged blob that will not be committed."""

@@ -3,7 +3,8 @@
 Uploads are copied to a hidden ``.<name>.<random>.part`` beside the target,
 fsync'd and then published under the final name by ``publish`` (hard link, so an
 existing file is never replaced; a rename where the filesystem has no links), and
-the folder is fsync'd. Sub-folders are never created: a missing one is almost
+the folder is fsync'd (one fsync shared by whoever publishes into it at the same
+time, ``gateway.foldersync``). Sub-folders are never created: a missing one is almost
 always a share that is not mounted, and creating it would fill the local disk
 underneath the mount point.
 """
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from contracts.transfer import FolderEntry, LocalFolderConfig
+from gateway import foldersync
 from gateway.durable import create_exclusive, file_sha256, fsync_dir
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
@@ -54,7 +56,8 @@ def publish(temp: Path, target: Path, *, size: int, sha256: str) -> None:
             _require_same(target, size, sha256)
             return
         os.replace(temp, target)
-    fsync_dir(target.parent)
+    # Deliveries publishing into the same folder at once share its fsyncs.
+    foldersync.shared.sync(target.parent)
 
 
 def _require_same(target: Path, size: int, sha256: str) -> None:

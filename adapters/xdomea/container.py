@@ -120,16 +120,28 @@ class Container:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | IO[bytes],
         *,
         limits: ContainerLimits | None = None,
         loader: SchemaLoader | None = None,
+        where: str | None = None,
     ) -> None:
-        self.path = Path(path)
+        """Open and check a container from a file or a seekable stream.
+
+        Args:
+            path: the container file, or a seekable binary stream holding it (intake
+                reads a small upload from memory, ``io.BytesIO``).
+            limits: the structural limits; the defaults otherwise.
+            loader: the schema loader; the process's default otherwise.
+            where: what messages call the container; the path by default.
+        """
+        source: Path | IO[bytes] = path if not isinstance(path, str) else Path(path)
+        self.path = source if isinstance(source, Path) else Path(where or "<stream>")
         self.limits = limits or ContainerLimits()
-        where = str(self.path)
+        where = where or str(self.path)
+        self._where = where
         try:
-            self._zip = zipfile.ZipFile(self.path)
+            self._zip = zipfile.ZipFile(source)
         except FileNotFoundError as exc:
             raise ContainerError(f"no such file: {self.path}") from exc
         except (zipfile.BadZipFile, OSError) as exc:
@@ -186,11 +198,11 @@ class Container:
         for entry in self._entries:
             if entry.name == name and not entry.info.is_dir():
                 return self._zip.open(entry.info)
-        raise ContainerError(f"no entry named {name!r}", where=str(self.path))
+        raise ContainerError(f"no entry named {name!r}", where=self._where)
 
     def report(self) -> ContainerReport:
         """Hash every entry and check that the documents match the message's references."""
-        where = str(self.path)
+        where = self._where
         message = self.checked.read()
         references = list(message.dateinamen())
         referenced = set(references)
@@ -256,17 +268,18 @@ class Container:
 
 
 def read_container(
-    path: Path,
+    path: Path | IO[bytes],
     *,
     limits: ContainerLimits | None = None,
     loader: SchemaLoader | None = None,
+    where: str | None = None,
 ) -> ContainerReport:
-    """Open, check, hash and validate a container in one go.
+    """Open, check, hash and validate a container (a file or a seekable stream) in one go.
 
     Raises:
         UnusableInput: (subclasses) the container or its message cannot be evaluated.
     """
-    with Container(path, limits=limits, loader=loader) as container:
+    with Container(path, limits=limits, loader=loader, where=where) as container:
         return container.report()
 
 

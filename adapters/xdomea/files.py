@@ -6,6 +6,7 @@ intake runs per upload: it never raises for bad input, it classifies it.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -66,30 +67,14 @@ def check_file(path: Path, *, limits: ContainerLimits | None = None) -> FileChec
         with path.open("rb") as stream:
             head = stream.read(4)
         if head in _ZIP_MAGIC:
-            report = read_container(path, limits=limits)
-            findings = report.all_findings
-            return FileCheck(
-                path=where,
-                verdict=_verdict(findings),
-                kind="container",
-                checked=report.checked,
-                container=report,
-                findings=findings,
-            )
+            return _container_check(read_container(path, limits=limits), where)
         size = path.stat().st_size
         if size > limits.max_message_bytes:
             raise UnusableInput(
                 f"{size} bytes exceed the message size limit of {limits.max_message_bytes}",
                 where=where,
             )
-        checked = check_message(path.read_bytes(), where=where)
-        return FileCheck(
-            path=where,
-            verdict=_verdict(list(checked.findings)),
-            kind="message",
-            checked=checked,
-            findings=list(checked.findings),
-        )
+        return _message_check(check_message(path.read_bytes(), where=where), where)
     except GatewayError as exc:
         return FileCheck(path=where, verdict=Verdict.UNUSABLE, error=exc)
     except FileNotFoundError:
@@ -102,6 +87,53 @@ def check_file(path: Path, *, limits: ContainerLimits | None = None) -> FileChec
             verdict=Verdict.UNUSABLE,
             error=UnusableInput("permission denied", where=where),
         )
+
+
+def check_bytes(
+    data: bytes, *, limits: ContainerLimits | None = None, where: str = "the upload"
+) -> FileCheck:
+    """Classify content held in memory, as ``check_file`` classifies a file.
+
+    Intake checks a small upload this way before anything is written: the same
+    verdicts, without writing the bytes out and reading them back.
+
+    Args:
+        data: a bare message XML or a ZIP container.
+        limits: container and message size limits; the defaults otherwise.
+        where: what findings and errors call the content.
+    """
+    limits = limits or ContainerLimits()
+    try:
+        if data[:4] in _ZIP_MAGIC:
+            report = read_container(io.BytesIO(data), limits=limits, where=where)
+            return _container_check(report, where)
+        if len(data) > limits.max_message_bytes:
+            raise UnusableInput(
+                f"{len(data)} bytes exceed the message size limit of {limits.max_message_bytes}",
+                where=where,
+            )
+        return _message_check(check_message(data, where=where), where)
+    except GatewayError as exc:
+        return FileCheck(path=where, verdict=Verdict.UNUSABLE, error=exc)
+
+
+def _container_check(report: ContainerReport, where: str) -> FileCheck:
+    findings = report.all_findings
+    return FileCheck(
+        path=where,
+        verdict=_verdict(findings),
+        kind="container",
+        checked=report.checked,
+        container=report,
+        findings=findings,
+    )
+
+
+def _message_check(checked: CheckedMessage, where: str) -> FileCheck:
+    findings = list(checked.findings)
+    return FileCheck(
+        path=where, verdict=_verdict(findings), kind="message", checked=checked, findings=findings
+    )
 
 
 def _verdict(findings: list[Finding]) -> Verdict:

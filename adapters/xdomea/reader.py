@@ -48,7 +48,9 @@ def _text(element: etree._Element | None) -> str | None:
 def _child(element: etree._Element | None, tag: str) -> etree._Element | None:
     if element is None:
         return None
-    return element.find(tag)
+    # The first child with this tag, as find(tag) gives it, at half the cost (no
+    # ElementPath): the view reads about 30 of them per message.
+    return next(element.iterchildren(tag), None)
 
 
 def _code(element: etree._Element | None) -> str | None:

@@ -7,6 +7,7 @@ rules the XSDs cannot express. Findings carry line and element path.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, cast
@@ -32,7 +33,12 @@ class CheckedMessage:
         return not any(f.severity is Severity.ERROR for f in self.findings)
 
     def read(self) -> Nachricht:
-        """The Kopf and Schriftgutobjekt view of the message."""
+        """The Kopf and Schriftgutobjekt view of the message (built once, then kept)."""
+        return self._view
+
+    @functools.cached_property
+    def _view(self) -> Nachricht:
+        # The view is immutable; a container's check asks for it twice, intake once more.
         return reader.read_message(self.detected)
 
 

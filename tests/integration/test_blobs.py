@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import foldersync
 from gateway.blobs import BlobStore, BlobTooLarge
 
 MIB = 1024 * 1024
@@ -88,3 +89,68 @@ def test_closing_a_store_removes_its_empty_staging_folder(tmp_path: Path) -> Non
     BlobStore(tmp_path).close()
 
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+async def test_stored_content_lies_under_its_sha256_without_leftovers(tmp_path: Path) -> None:
+    """``store`` writes content held in memory to its address and leaves no temporary file."""
+    blobs = BlobStore(tmp_path)
+    data = os.urandom(2_000)
+    digest = hashlib.sha256(data).hexdigest()
+
+    path = await blobs.store(data, digest)
+
+    assert path == blobs.path(digest)
+    assert path.read_bytes() == data
+    assert list((tmp_path / "tmp").rglob("*.part")) == []
+
+
+async def test_storing_the_same_content_twice_keeps_one_blob(tmp_path: Path) -> None:
+    """Storing content that is already there leaves one complete blob under its address."""
+    blobs = BlobStore(tmp_path)
+    data = b"the same bytes"
+    digest = hashlib.sha256(data).hexdigest()
+
+    await blobs.store(data, digest)
+    await blobs.store(data, digest)
+
+    assert [p for p in (tmp_path / "sha256").rglob("*") if p.is_file()] == [blobs.path(digest)]
+    assert blobs.path(digest).read_bytes() == data
+
+
+async def test_a_failed_store_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails (a full disk) removes its temporary file and publishes nothing."""
+    blobs = BlobStore(tmp_path)
+    data = b"never complete"
+    digest = hashlib.sha256(data).hexdigest()
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space"):
+        await blobs.store(data, digest)
+
+    assert not blobs.path(digest).exists()
+    assert list((tmp_path / "tmp").rglob("*.part")) == []
+
+
+async def test_a_blob_in_new_folders_makes_each_new_folder_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Folders ``ab/cd`` made for a blob are fsync'd in their parents, then the blob's folder."""
+    synced: list[str] = []
+    monkeypatch.setattr(foldersync, "shared", foldersync.FolderSync(synced.append))
+    blobs = BlobStore(tmp_path)
+    data = b"first of its prefix"
+    digest = hashlib.sha256(data).hexdigest()
+
+    await blobs.store(data, digest)
+
+    addressed = tmp_path / "sha256"
+    assert synced == [
+        str(addressed),
+        str(addressed / digest[:2]),
+        str(addressed / digest[:2] / digest[2:4]),
+    ]

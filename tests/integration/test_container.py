@@ -27,6 +27,17 @@ PDF = (SHARED_SAMPLES / "pdfa" / "test_pdf_a2-u.pdf").read_bytes()
 UMLAUT_NAME = "e8b289cb-f8dd-492a-b3cf-560674eaa92b_Prüfbericht_Größe_ø.pdf"
 
 
+def test_a_container_in_memory_reads_like_its_file(tmp_path: Path) -> None:
+    """A container read from ``io.BytesIO`` reports what its file reports, named as told."""
+    path, _ = write_container(tmp_path, SAMPLE, {SAMPLE_DATEINAME: PDF})
+
+    in_memory = read_container(io.BytesIO(path.read_bytes()), where="the upload")
+
+    assert in_memory.valid
+    assert in_memory.path == "the upload"
+    assert in_memory.entries == read_container(path).entries
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from adapters.peer.http import PeerGateway
+from adapters.transfer import filesystem
 from adapters.transfer.filesystem import FilesystemTransfer
 from contracts.config import FilesystemDestination, GatewayConfig, HttpDestination
 from contracts.delivery import Outbound
@@ -170,6 +171,46 @@ async def test_corrupted_blob_is_permanent_and_leaves_nothing(
     blobs: BlobStore, message: Abgabe, transfer_dir: Path
 ) -> None:
     """A blob whose bytes no longer match its SHA-256 is refused and no file appears."""
+    item = await outbound(blobs, message.container, prozess_id=message.prozess_id)
+    corrupt(item)
+
+    with pytest.raises(PermanentDeliveryError, match="corrupted"):
+        await transfer(transfer_dir).deliver(item)
+
+    assert list(transfer_dir.iterdir()) == []
+
+
+async def test_a_blob_longer_than_its_record_is_permanent_and_leaves_nothing(
+    blobs: BlobStore, message: Abgabe, transfer_dir: Path
+) -> None:
+    """A small blob read in one piece still notices bytes beyond its recorded size."""
+    item = await outbound(blobs, message.container, prozess_id=message.prozess_id)
+    item.blob_path.chmod(0o644)
+    item.blob_path.write_bytes(message.container + b"tail")
+
+    with pytest.raises(PermanentDeliveryError, match="corrupted"):
+        await transfer(transfer_dir).deliver(item)
+
+    assert list(transfer_dir.iterdir()) == []
+
+
+async def test_a_large_blob_is_copied_in_chunks_bit_identical(
+    blobs: BlobStore, message: Abgabe, transfer_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blob over ``SMALL_BLOB_BYTES`` is streamed and lands with the same bytes."""
+    monkeypatch.setattr(filesystem, "SMALL_BLOB_BYTES", 0)
+    item = await outbound(blobs, message.container, prozess_id=message.prozess_id)
+
+    await transfer(transfer_dir).deliver(item)
+
+    assert [p.read_bytes() for p in transfer_dir.iterdir()] == [message.container]
+
+
+async def test_a_corrupted_large_blob_is_permanent_and_leaves_nothing(
+    blobs: BlobStore, message: Abgabe, transfer_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The streamed copy checks the SHA-256 as the one-piece copy does."""
+    monkeypatch.setattr(filesystem, "SMALL_BLOB_BYTES", 0)
     item = await outbound(blobs, message.container, prozess_id=message.prozess_id)
     corrupt(item)
 

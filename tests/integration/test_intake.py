@@ -7,7 +7,9 @@ These tests call ``Intake.submit`` the way the HTTP API and the drop folder do;
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -15,6 +17,7 @@ from structlog.testing import capture_logs
 
 from contracts.config import GatewayConfig
 from contracts.journal import DeliveryState, MessageState
+from gateway import intake as intake_module
 from gateway.blobs import BlobStore
 from gateway.errors import IntakeRejected, JournalUnavailable
 from gateway.intake import MAX_IDEMPOTENCY_KEY, Intake, Submission
@@ -105,6 +108,104 @@ async def test_the_accepted_bytes_are_kept_bit_identical_under_their_sha256(
 
     assert blobs.path(digest).read_bytes() == data
     assert blob_files(blobs.root) == [blobs.path(digest)]
+
+
+@pytest.mark.parametrize("kind", ["container", "message"])
+async def test_content_larger_than_memory_intake_is_staged_and_kept_bit_identical(
+    intake: Intake,
+    blobs: BlobStore,
+    config: GatewayConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+) -> None:
+    """Content over ``IN_MEMORY_BYTES`` takes the streamed path and is kept the same."""
+    monkeypatch.setattr(intake_module, "IN_MEMORY_BYTES", 1000)
+    data = container(tmp_path) if kind == "container" else bare_message()
+    assert len(data) > 1000
+
+    accepted = await intake.submit(chunks_of(data, size=300), from_partner(config))
+
+    digest = hashlib.sha256(data).hexdigest()
+    assert not accepted.duplicate
+    assert blobs.path(digest).read_bytes() == data
+    assert blob_files(blobs.root) == [blobs.path(digest)]
+
+
+async def test_a_refused_streamed_upload_leaves_nothing_behind(
+    intake: Intake, blobs: BlobStore, config: GatewayConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staged file of a large upload that routing refuses is removed."""
+    monkeypatch.setattr(intake_module, "IN_MEMORY_BYTES", 1000)
+
+    error = await refused(intake, bare_message(empfaenger=NOBODY), from_partner(config))
+
+    assert error.kind == "unroutable"
+    assert blob_files(blobs.root) == []
+
+
+async def test_a_refused_small_message_is_never_written(
+    intake: Intake, blobs: BlobStore, config: GatewayConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Content held in memory is checked and routed before the blob store sees it."""
+    calls: list[str] = []
+
+    async def recorded(*args: Any, **kwargs: Any) -> None:
+        calls.append("blob store")
+
+    for method in ("store", "stage", "commit"):
+        monkeypatch.setattr(blobs, method, recorded)
+
+    await refused(intake, bare_message(empfaenger=NOBODY), from_partner(config))
+
+    assert calls == []
+
+
+async def test_a_small_message_is_durable_at_its_address_before_it_is_journaled(
+    intake: Intake,
+    blobs: BlobStore,
+    journal: Journal,
+    config: GatewayConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the journal is asked to accept a message, its blob is already at its address."""
+    data = bare_message()
+    seen: list[bytes] = []
+    accept = journal.accept
+
+    async def checked(*args: Any, **kwargs: Any) -> Any:
+        seen.append(blobs.path(hashlib.sha256(data).hexdigest()).read_bytes())
+        return await accept(*args, **kwargs)
+
+    monkeypatch.setattr(journal, "accept", checked)
+
+    await intake.submit(chunks_of(data), from_partner(config))
+
+    assert seen == [data]
+
+
+@pytest.mark.parametrize(("inline", "on_loop"), [(64 * 1024, True), (0, False)])
+async def test_only_small_content_is_checked_on_the_event_loop(
+    intake: Intake,
+    config: GatewayConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    inline: int,
+    on_loop: bool,
+) -> None:
+    """Content up to ``INLINE_CHECK_BYTES`` is checked on the loop, larger on the CPU pool."""
+    monkeypatch.setattr(intake_module, "INLINE_CHECK_BYTES", inline)
+    threads: list[threading.Thread] = []
+    classify = intake_module._classify_bytes
+
+    def recorded(*args: Any) -> Any:
+        threads.append(threading.current_thread())
+        return classify(*args)
+
+    monkeypatch.setattr(intake_module, "_classify_bytes", recorded)
+
+    await intake.submit(chunks_of(bare_message()), from_partner(config))
+
+    assert (threads == [threading.current_thread()]) is on_loop
 
 
 async def test_a_bare_message_xml_is_journaled_as_a_message(

@@ -75,3 +75,10 @@ def test_kopf_code_differing_from_root_element_is_only_a_warning() -> None:
 
     assert checked.valid
     assert [f.severity for f in checked.findings] == [Severity.WARNING]
+
+
+def test_the_message_view_is_built_once_per_check() -> None:
+    """Every ``read`` of one checked message returns the same view, built the first time."""
+    checked = check_message((SHARED_SAMPLES / SAMPLE_0503).read_bytes())
+
+    assert checked.read() is checked.read()
