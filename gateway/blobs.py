@@ -153,9 +153,9 @@ class BlobStore:
         if target.is_file():
             staged.path.unlink(missing_ok=True)
             return target
-        self._make_folders(target.parent)
+        made = self._make_folders(target.parent)
         os.replace(staged.path, target)
-        foldersync.shared.sync(target.parent)
+        self._sync(target, made)
         return target
 
     async def store(self, data: bytes, sha256: str) -> Path:
@@ -175,32 +175,48 @@ class BlobStore:
     def _store(self, data: bytes, sha256: str) -> Path:
         target = self.path(sha256)
         temp = f"{self._staging}/{next(_STORE_NAMES)}.store.part"
+        made: list[Path] = []
         try:
             write_new(temp, data)
             try:
                 os.rename(temp, target)
             except FileNotFoundError:
-                self._make_folders(target.parent)
+                made = self._make_folders(target.parent)
                 os.rename(temp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
-        foldersync.shared.sync(target.parent)
+        self._sync(target, made)
         return target
 
-    def _make_folders(self, folder: Path) -> None:
-        """Create ``sha256/ab/cd`` as needed, each new name made durable in its parent.
+    @staticmethod
+    def _sync(target: Path, made: list[Path]) -> None:
+        """Make the blob's new name durable, and the name of each folder made for it.
 
-        Without the parent's fsync a crash could lose the new folder, and the blob
-        with it, although the blob's own folder was fsync'd.
+        The folders are synced in their parents only after the blob's folder: that
+        fsync commits the file system's journal with the mkdirs in it, so these come
+        almost free instead of costing a commit each before the rename.
         """
+        foldersync.shared.sync(target.parent)
+        for folder in reversed(made):
+            foldersync.shared.sync(folder.parent)
+
+    def _make_folders(self, folder: Path) -> list[Path]:
+        """Create ``sha256/ab/cd`` as needed; the folders made, outermost first.
+
+        The caller fsyncs the parent of each before the blob counts as stored:
+        without that a crash could lose the new folder, and the blob with it,
+        although the blob's own folder was fsync'd.
+        """
+        made = []
         for level in (folder.parent, folder):
             try:
                 level.mkdir()
             except FileExistsError:
                 continue
-            foldersync.shared.sync(level.parent)
+            made.append(level)
+        return made
 
     def discard(self, staged: StagedBlob) -> None:
         """Remove a staged blob that will not be committed."""

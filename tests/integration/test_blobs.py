@@ -139,7 +139,7 @@ async def test_a_failed_store_leaves_nothing_behind(
 async def test_a_blob_in_new_folders_makes_each_new_folder_durable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Folders ``ab/cd`` made for a blob are fsync'd in their parents, then the blob's folder."""
+    """The blob's folder is fsync'd, then each folder made for it in its parent, innermost first."""
     synced: list[str] = []
     monkeypatch.setattr(foldersync, "shared", foldersync.FolderSync(synced.append))
     blobs = BlobStore(tmp_path)
@@ -150,7 +150,7 @@ async def test_a_blob_in_new_folders_makes_each_new_folder_durable(
 
     addressed = tmp_path / "sha256"
     assert synced == [
-        str(addressed),
-        str(addressed / digest[:2]),
         str(addressed / digest[:2] / digest[2:4]),
+        str(addressed / digest[:2]),
+        str(addressed),
     ]
