@@ -146,6 +146,27 @@ async def test_expired_lease_is_claimed_again_by_another_worker(journal: Journal
     assert [a.outcome for a in view.deliveries[0].history] == ["lease_expired", None]
 
 
+async def test_claims_take_pending_and_expired_deliveries_in_due_order(journal: Journal) -> None:
+    """Due first, whichever kind: an expired lease due in between is taken before a later one."""
+    start = utcnow() - timedelta(minutes=10)
+    due = {"pending-first": 0, "expired-second": 2, "pending-third": 4}
+    for name, minute in due.items():
+        destination = "dms" if name.startswith("expired") else "archiv"
+        at = start + timedelta(minutes=minute)
+        await journal.accept(new_message(prozess_id=name), [destination], now=at)
+    await journal.claim(
+        "crashed",
+        limit=1,
+        lease=timedelta(seconds=1),
+        destinations=["dms"],
+        now=start + timedelta(minutes=2),
+    )
+
+    taken = await journal.claim("w2", limit=2, lease=LEASE)
+
+    assert [c.prozess_id for c in taken] == ["pending-first", "expired-second"]
+
+
 async def test_outcome_of_a_lost_lease_is_refused(journal: Journal) -> None:
     """The first worker cannot complete after another took the delivery over."""
     await journal.accept(new_message(), ["dms"])
