@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from gateway.api import create_api
 from gateway.blobs import BlobStore
 from gateway.config import token_digest
 from gateway.destinations import build_destinations
-from gateway.journal.store import Journal
+from gateway.journal.store import Journal, SqliteJournal
 from gateway.journal.tables import events
 from gateway.processes import status as process_status
 from gateway.worker import Worker
@@ -311,17 +313,43 @@ async def test_recording_dms_objects_costs_no_extra_statement(journal: Journal) 
     objekt = DmsObject(uuid="u-1", art="Akte", adresse="COO.1.2", status="created")
     statements: dict[str, list[str]] = {}
     for name, claim, objects in (("without", without, ()), ("with", with_objects, (objekt,))):
-        seen: list[str] = []
-
-        def record(*args: Any, seen: list[str] = seen) -> None:
-            seen.append(args[2])  # the statement's SQL text
-
-        event.listen(Engine, "before_cursor_execute", record)
-        try:
+        with _statements_run(journal) as seen:
             await journal.complete(claim, "w1", imported={}, dms_objects=objects)
-        finally:
-            event.remove(Engine, "before_cursor_execute", record)
         statements[name] = seen
 
     assert statements["with"] == statements["without"] != []
     assert [e.adresse for e in await journal.dms_objects([with_objects.message_id])] == ["COO.1.2"]
+
+
+@contextmanager
+def _statements_run(journal: Journal) -> Iterator[list[str]]:
+    """The first words of each SQL statement the journal runs in the block.
+
+    SQLite's hot path runs on the driver (``sqlite_statements``), past SQLAlchemy's
+    events, so there the driver's trace callback sees them; elsewhere the events do.
+    """
+    seen: list[str] = []
+
+    def record(sql: str) -> None:
+        seen.append(" ".join(sql.split()[:3]))
+
+    if isinstance(journal, SqliteJournal):
+        fairy = journal._writer.raw_connection()
+        driver = fairy.driver_connection
+        assert driver is not None
+        driver.set_trace_callback(record)
+        try:
+            yield seen
+        finally:
+            driver.set_trace_callback(None)
+            fairy.close()
+        return
+
+    def listener(*args: Any) -> None:
+        record(args[2])  # the statement's SQL text
+
+    event.listen(Engine, "before_cursor_execute", listener)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", listener)
