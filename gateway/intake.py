@@ -64,6 +64,8 @@ IN_MEMORY_BYTES = 1024 * 1024
 #: and validating a few kB takes about 0.1 ms, less than a hop to the CPU pool);
 #: larger content is checked on the CPU pool, so the loop never stalls on it.
 INLINE_CHECK_BYTES = 64 * 1024
+#: How every ZIP file (a container) begins; a bare message begins with XML.
+_ZIP_MAGIC = b"PK"
 #: What refusals call the content.
 _UPLOAD = "the upload"
 
@@ -230,10 +232,12 @@ class Intake:
     async def _read_bytes(self, data: bytes) -> tuple[Nachricht, str]:
         """Classify content in memory; the message view and content kind when it is valid.
 
-        Small content is checked right here on the event loop: a hop to the CPU pool
-        and back costs more than parsing and validating a few kB (about 0.1 ms).
+        A small bare message is checked right here on the event loop: a hop to the
+        CPU pool and back costs more than parsing and validating a few kB (about
+        0.1 ms). A container never is, however small: its entries may unpack to
+        megabytes (within ``ContainerLimits``) that would stall the loop.
         """
-        if len(data) <= INLINE_CHECK_BYTES:
+        if len(data) <= INLINE_CHECK_BYTES and not data.startswith(_ZIP_MAGIC):
             check, nachricht = _classify_bytes(data, self._limits)
         else:
             check, nachricht = await run_cpu_bound(_classify_bytes, data, self._limits)

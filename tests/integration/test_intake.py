@@ -208,6 +208,27 @@ async def test_only_small_content_is_checked_on_the_event_loop(
     assert (threads == [threading.current_thread()]) is on_loop
 
 
+async def test_a_small_container_is_checked_on_the_cpu_pool(
+    intake: Intake, config: GatewayConfig, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """However small, a container may unpack to megabytes: never on the event loop."""
+    data = container(tmp_path)
+    assert len(data) <= intake_module.INLINE_CHECK_BYTES
+    threads: list[threading.Thread] = []
+    classify = intake_module._classify_bytes
+
+    def recorded(*args: Any) -> Any:
+        threads.append(threading.current_thread())
+        return classify(*args)
+
+    monkeypatch.setattr(intake_module, "_classify_bytes", recorded)
+
+    await intake.submit(chunks_of(data), from_partner(config))
+
+    assert len(threads) == 1
+    assert threads[0] is not threading.current_thread()
+
+
 async def test_a_bare_message_xml_is_journaled_as_a_message(
     intake: Intake, journal: Journal, config: GatewayConfig
 ) -> None:
