@@ -444,6 +444,32 @@ async def test_a_freed_slot_is_refilled_at_once_where_claims_share_the_writers_t
     assert started == (5 if journal.single_writer else 4)
 
 
+async def test_a_single_writer_journal_holds_half_the_slots_claimed_ahead(
+    journal: FlakyJournal, blobs: BlobStore, dms: Path
+) -> None:
+    """Four attempts at most run; with one writer (SQLite) two more wait claimed for a slot."""
+    release = asyncio.Event()
+    destination = Scripted(lambda item: release.wait())
+    settings = config(dms, dms_settings={"concurrency": 4})
+    ids = [await accept(journal, blobs, abgabe(), ["dms"]) for _ in range(10)]
+
+    async def four_running() -> bool:
+        return len(destination.calls) == 4
+
+    async with running(make_worker(settings, journal, blobs, {"dms": destination})):
+        await eventually(four_running, what="four attempts running")
+        await asyncio.sleep(0.2)  # several polls: nothing more may start or be claimed
+        states = [(await delivery(journal, message_id)).state for message_id in ids]
+        attempts = len(destination.calls)
+        release.set()
+        for message_id in ids:
+            await eventually(in_state(journal, message_id, DeliveryState.DELIVERED), what="done")
+
+    claimed = states.count(DeliveryState.CLAIMED)
+    assert attempts == 4
+    assert claimed == (6 if journal.single_writer else 4)
+
+
 async def test_a_slot_is_free_while_the_outcome_of_its_last_attempt_is_written(
     journal: FlakyJournal, blobs: BlobStore, dms: Path
 ) -> None:
