@@ -175,7 +175,7 @@ class Worker:
 
     @property
     def in_flight(self) -> int:
-        """Deliveries running right now."""
+        """Claimed deliveries whose attempt has not ended: running, or waiting for a slot."""
         return sum(len(tasks) for tasks in self._inflight.values())
 
     async def run(self, stop: asyncio.Event) -> None:
