@@ -107,14 +107,16 @@ class Statements:
             .where(D.id.in_(bindparam("ids", expanding=True)))
             .order_by(D.next_attempt_at, D.id)
         )
+        # The delivery is still leased to this worker for this attempt.
+        still_held = (
+            D.id == bindparam("b_id"),
+            D.state == DeliveryState.CLAIMED,
+            D.lease_owner == bindparam("b_worker"),
+            D.attempts == bindparam("b_attempt"),
+        )
         self.finish = (
             update(deliveries)
-            .where(
-                D.id == bindparam("b_id"),
-                D.state == DeliveryState.CLAIMED,
-                D.lease_owner == bindparam("b_worker"),
-                D.attempts == bindparam("b_attempt"),
-            )
+            .where(*still_held)
             .values(
                 state=bindparam("b_state"),
                 lease_owner=None,
@@ -129,12 +131,7 @@ class Statements:
         )
         self.renew = (
             update(deliveries)
-            .where(
-                D.id == bindparam("b_id"),
-                D.state == DeliveryState.CLAIMED,
-                D.lease_owner == bindparam("b_worker"),
-                D.attempts == bindparam("b_attempt"),
-            )
+            .where(*still_held)
             .values(lease_until=bindparam("b_until", type_=UTCDateTime()))
         )
         self.finish_attempts = (

@@ -184,6 +184,19 @@ async def test_a_small_message_is_durable_at_its_address_before_it_is_journaled(
     assert seen == [data]
 
 
+def classifying_threads(monkeypatch: pytest.MonkeyPatch) -> list[threading.Thread]:
+    """The threads content in memory is checked in, one entry per check, from now on."""
+    threads: list[threading.Thread] = []
+    classify = intake_module._classify_bytes
+
+    def recorded(*args: Any) -> Any:
+        threads.append(threading.current_thread())
+        return classify(*args)
+
+    monkeypatch.setattr(intake_module, "_classify_bytes", recorded)
+    return threads
+
+
 @pytest.mark.parametrize(("inline", "on_loop"), [(64 * 1024, True), (0, False)])
 async def test_only_small_content_is_checked_on_the_event_loop(
     intake: Intake,
@@ -194,14 +207,7 @@ async def test_only_small_content_is_checked_on_the_event_loop(
 ) -> None:
     """Content up to ``INLINE_CHECK_BYTES`` is checked on the loop, larger on the CPU pool."""
     monkeypatch.setattr(intake_module, "INLINE_CHECK_BYTES", inline)
-    threads: list[threading.Thread] = []
-    classify = intake_module._classify_bytes
-
-    def recorded(*args: Any) -> Any:
-        threads.append(threading.current_thread())
-        return classify(*args)
-
-    monkeypatch.setattr(intake_module, "_classify_bytes", recorded)
+    threads = classifying_threads(monkeypatch)
 
     await intake.submit(chunks_of(bare_message()), from_partner(config))
 
@@ -214,14 +220,7 @@ async def test_a_small_container_is_checked_on_the_cpu_pool(
     """However small, a container may unpack to megabytes: never on the event loop."""
     data = container(tmp_path)
     assert len(data) <= intake_module.INLINE_CHECK_BYTES
-    threads: list[threading.Thread] = []
-    classify = intake_module._classify_bytes
-
-    def recorded(*args: Any) -> Any:
-        threads.append(threading.current_thread())
-        return classify(*args)
-
-    monkeypatch.setattr(intake_module, "_classify_bytes", recorded)
+    threads = classifying_threads(monkeypatch)
 
     await intake.submit(chunks_of(data), from_partner(config))
 
