@@ -313,7 +313,9 @@ class Worker:
         with structlog.contextvars.bound_contextvars(**ids):
             started = time.monotonic()
             try:
-                outcome = self._abandoned(claim) or await self._attempt_in_slot(claim, logger)
+                outcome: Outcome | GiveUp | None = self._abandoned(claim)
+                if outcome is None:
+                    outcome, started = await self._attempt_in_slot(claim, logger)
             except asyncio.CancelledError:
                 lost = self._lost.pop(claim.delivery_id, None)
                 if lost is None:
@@ -347,10 +349,16 @@ class Worker:
 
     async def _attempt_in_slot(
         self, claim: Claim, logger: structlog.typing.FilteringBoundLogger
-    ) -> Outcome:
-        """``_attempt`` once a slot of the destination and of the worker is free."""
+    ) -> tuple[Outcome, float]:
+        """``_attempt`` once a slot of the destination and of the worker is free.
+
+        Returns:
+            The outcome, and when the attempt started (``time.monotonic``): its
+            duration is logged without the wait for a slot.
+        """
         async with self._slots[claim.destination], self._attempt_slots:
-            return await self._attempt(claim, logger)
+            started = time.monotonic()
+            return await self._attempt(claim, logger), started
 
     async def _attempt(
         self, claim: Claim, logger: structlog.typing.FilteringBoundLogger
