@@ -126,6 +126,11 @@ class StorageConfig(_Strict):
 
     journal: str = "sqlite:///data/journal.db"
     blobs: Path = Path("data/blobs")
+    #: Content up to this many bytes is kept in the journal, committed in the same
+    #: transaction as its message, instead of as a file in the blob store: no file,
+    #: no fsync of its own, no folder fsync. 0 keeps every message as a file. At
+    #: most 1 MiB (intake holds only that much in memory).
+    inline_max_bytes: int = Field(default=64 * 1024, ge=0, le=1024 * 1024)
 
     @field_validator("journal")
     @classmethod

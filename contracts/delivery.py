@@ -1,7 +1,8 @@
 """The one interface every destination adapter implements.
 
 A destination takes an ``Outbound`` (a journaled message and where its bytes lie)
-and either returns normally (delivered; a destination that imports the message may
+(or, for a small message and a destination that reads it from memory, the bytes
+themselves) and either returns normally (delivered; a destination that imports the message may
 return a ``DeliveryResult`` with its per-object outcome), raises
 ``TransientDeliveryError`` (retry with backoff) or ``PermanentDeliveryError``
 (dead-letter at once), both from ``gateway.errors``. Any other exception counts
@@ -17,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.builders import ObjectResult
 
@@ -37,6 +38,10 @@ class Outbound(BaseModel):
     nachrichtentyp: str
     message_element: str
     file_name: str | None = None
+    #: The message's bytes, where the journal keeps them (a small message) and the
+    #: destination says it reads them from here (``reads_content``); ``None``
+    #: otherwise, and the file ``blob_path`` holds them. Never in a repr or a log.
+    content: bytes | None = Field(default=None, repr=False)
 
 
 #: ``created``: this import made it; ``found``: an earlier import (or attempt) had.
@@ -87,6 +92,10 @@ class Destination(Protocol):
     """Somewhere messages go: a transfer directory, a peer gateway, a DMS…"""
 
     name: str
+    # Optional: ``reads_content = True`` on a destination that delivers a small
+    # message from ``Outbound.content``. For every other destination the worker first
+    # writes the journal's copy of a small message to the blob store, so that
+    # ``blob_path`` holds it.
 
     async def deliver(self, item: Outbound) -> DeliveryResult | None:
         """Deliver one message; raise a ``DeliveryError`` subclass on failure.

@@ -18,7 +18,7 @@ import hashlib
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.builders import ObjectResult
 
@@ -45,7 +45,11 @@ class MessageState(StrEnum):
 
 
 class NewMessage(_Frozen):
-    """A message as intake hands it to the journal, after it is durable in the blob store."""
+    """A message as intake hands it to the journal.
+
+    Its content is durable in the blob store by then, or (a small message) is
+    handed to ``Journal.accept`` with it and committed in the same transaction.
+    """
 
     partner_id: str
     channel: str
@@ -96,6 +100,9 @@ class Claim(_Frozen):
     #: An import receipt (0402) of the message waits for this delivery's outcome: the
     #: outcome is then written durably (nothing else would make the receipt due).
     receipt_waiting: bool = False
+    #: The message's bytes when the journal keeps them (``[storage] inline_max_bytes``);
+    #: ``None`` when they are in the blob store's file. Never in a repr or a log.
+    content: bytes | None = Field(default=None, repr=False)
 
 
 class AttemptView(_Frozen):

@@ -72,7 +72,7 @@ async def build_app(
             where a supervisor did that once for all its processes.
     """
     journal = Journal.from_url(config.storage.journal)
-    blobs = BlobStore(config.storage.blobs)
+    blobs = BlobStore(config.storage.blobs, inline=journal.inline_content)
     if prepare:
         await _prepare(journal, blobs)
     worker: Worker | None = None
@@ -162,7 +162,7 @@ async def prepare_storage(config: GatewayConfig) -> None:
         JournalError: the journal cannot be opened or migrated.
     """
     journal = Journal.from_url(config.storage.journal)
-    blobs = BlobStore(config.storage.blobs)
+    blobs = BlobStore(config.storage.blobs, inline=journal.inline_content)
     try:
         await _prepare(journal, blobs)
     finally:
@@ -302,7 +302,7 @@ async def send_file(config: GatewayConfig, path: Path) -> Accepted:
     A running ``serve`` process on the same journal picks it up and delivers it.
     """
     journal = Journal.from_url(config.storage.journal)
-    blobs = BlobStore(config.storage.blobs)
+    blobs = BlobStore(config.storage.blobs, inline=journal.inline_content)
     try:
         await journal.upgrade()
         intake = Intake(config, journal, blobs)
@@ -327,7 +327,7 @@ async def start_abgabe(config: GatewayConfig, akte: str, to: str) -> Started:
     check_startable(config, to)
     assert config.dms is not None  # check_startable guarantees it
     journal = Journal.from_url(config.storage.journal)
-    blobs = BlobStore(config.storage.blobs)
+    blobs = BlobStore(config.storage.blobs, inline=journal.inline_content)
     port = build_port(config.dms)
     try:
         await journal.upgrade()

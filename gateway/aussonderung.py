@@ -585,9 +585,11 @@ class AussonderungEngine:
         else:
             sha256, kind = message.blob_sha256, None
 
+        path = await self._blobs.file(sha256)
+
         def work() -> T:
             with ExitStack() as stack:
-                return use(read_message(self._blobs.path(sha256), kind, stack))
+                return use(read_message(path, kind, stack))
 
         try:
             return await asyncio.to_thread(work)

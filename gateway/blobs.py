@@ -8,6 +8,11 @@ is discarded and leaves nothing behind. A small upload, held in memory, is check
 first and then written to its address in one go (``store``): a refused one was
 never written.
 
+Small messages need not be files here at all: the journal can keep their content
+(``[storage] inline_max_bytes``), committed with the message. Whoever needs such
+a message as a file asks ``file``, which writes the journal's copy to its
+address the first time (durably, as ``store`` does).
+
 File I/O is blocking; the async API hands it to a thread.
 """
 
@@ -21,7 +26,7 @@ import os
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +55,12 @@ class BlobTooLarge(GatewayError):
     kind = "too-large"
 
 
+class BlobCorrupted(GatewayError):
+    """Content does not match the SHA-256 it is stored under."""
+
+    kind = "blob-corrupted"
+
+
 @dataclass(frozen=True)
 class StagedBlob:
     """Content written and fsync'd under a temporary name, not yet addressable."""
@@ -70,8 +81,17 @@ class BlobStore:
     upload.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, inline: Callable[[str], Awaitable[bytes | None]] | None = None
+    ) -> None:
+        """A store under ``root``.
+
+        Args:
+            inline: where content kept in the journal is found by SHA-256
+                (``Journal.inline_content``); without it ``file`` finds only files.
+        """
         self.root = root
+        self._inline = inline
         self._tmp = root / "tmp"
         self._addressed = root / "sha256"
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -93,6 +113,38 @@ class BlobStore:
         """Where the blob with this digest lives (whether or not it exists)."""
         # One Path built from a string: this runs twice per message.
         return Path(f"{self._addressed}/{sha256[:2]}/{sha256[2:4]}/{sha256}")
+
+    async def file(self, sha256: str, content: bytes | None = None) -> Path:
+        """The file holding the blob with this digest, written first if only the journal has it.
+
+        A small message's content may be kept only in the journal. The first
+        reader that needs it as a file has it written here, durably; later
+        readers find the file.
+
+        Args:
+            content: the content, when the caller holds it already (a claim
+                carries it); otherwise it is looked up in the journal.
+
+        Returns:
+            Its path. If neither a file nor the journal has the blob, the path where
+            it would be, and opening it raises ``FileNotFoundError``.
+
+        Raises:
+            BlobCorrupted: the journal's copy does not match its SHA-256.
+        """
+        path = self.path(sha256)
+        if await asyncio.to_thread(path.is_file):
+            return path
+        if content is None and self._inline is not None:
+            content = await self._inline(sha256)
+        if content is None:
+            return path
+        if hashlib.sha256(content).hexdigest() != sha256:
+            raise BlobCorrupted(
+                f"the journal's copy of blob {sha256} does not match its SHA-256; "
+                "restore the journal from a backup and replay the message"
+            )
+        return await self.store(content, sha256)
 
     def exists(self, sha256: str) -> bool:
         """Whether a committed blob with this digest exists."""

@@ -933,18 +933,18 @@ def process_show(prozess_id: str, config_path: Path, as_json: bool) -> None:
     from gateway.errors import NotFound
 
     config = load_config(config_path)
-    blobs = BlobStore(config.storage.blobs)
 
     async def derive(journal: Any) -> Any:
         views = await journal.process(prozess_id)
         if not views:
             raise NotFound(f"no message with ProzessID {prozess_id} in this gateway's journal")
-        return await processes.status(config, journal, blobs, prozess_id, views)
+        blobs = BlobStore(config.storage.blobs, inline=journal.inline_content)
+        try:
+            return await processes.status(config, journal, blobs, prozess_id, views)
+        finally:
+            blobs.close()
 
-    try:
-        status = _with_journal(config_path, derive)
-    finally:
-        blobs.close()
+    status = _with_journal(config_path, derive)
     if as_json:
         click.echo(status.model_dump_json(indent=2))
         return

@@ -67,7 +67,7 @@ def start(akten: tuple[str, ...], archive: str, config_path: Path, prozess_id: s
 
     async def run() -> engine.Started:
         journal = Journal.from_url(config.storage.journal)
-        blobs = BlobStore(config.storage.blobs)
+        blobs = BlobStore(config.storage.blobs, inline=journal.inline_content)
         port = build_port(dms_config)
         try:
             await journal.upgrade()

@@ -304,7 +304,7 @@ async def _into_dms(
     view = finished[0]
     await _show_journals(journey, gateway_a, gateway_b, prozess_id)
     worker = gateway_b.app[WORKER]
-    blob = worker.blobs.path(view.blob_sha256)
+    blob = await worker.blobs.file(view.blob_sha256)
     received = _check_received(journey, blob, message)
 
     journey.step("5. Kommune B's DMS holds every object; each document exported back (SHA-256)")

@@ -210,7 +210,7 @@ async def run(
             status.state.value == "completed", "A's process is completed", status.state.value
         )
         codes = [e.nachrichtentyp for e in status.timeline]
-        expected = ["0401", *_requested(node_a, status)]
+        expected = ["0401", *await _requested(node_a, status)]
         journey.check(
             sorted(codes) == sorted(expected),
             f"{', '.join(expected)} in A's timeline",
@@ -257,13 +257,15 @@ async def run(
         )
 
 
-def _requested(node: Node, status: ProcessStatus) -> tuple[str, ...]:
+async def _requested(node: Node, status: ProcessStatus) -> tuple[str, ...]:
     """The receipts A's 0401 asks for (xdomea 2.x has no 0403 for an Abgabe)."""
     sent = status.timeline[0]
-    blobs = BlobStore(node.config.storage.blobs)
+    journal: Journal = node.app[JOURNAL]
+    blobs = BlobStore(node.config.storage.blobs, inline=journal.inline_content)
     try:
+        path = await blobs.file(sent.sha256)
         with ExitStack() as stack:
-            return requested_receipts(read_message(blobs.path(sent.sha256), None, stack))
+            return requested_receipts(read_message(path, None, stack))
     finally:
         blobs.close()
 
@@ -332,7 +334,7 @@ async def _contents(port: DmsPort, adresse: str, folder: Path, found: dict[str, 
 async def _process(node: Node, prozess_id: str) -> ProcessStatus:
     """The process as ``process show`` shows it on ``node`` (its operator's view)."""
     journal: Journal = node.app[JOURNAL]
-    blobs = BlobStore(node.config.storage.blobs)
+    blobs = BlobStore(node.config.storage.blobs, inline=journal.inline_content)
     try:
         views = await journal.process(prozess_id)
         return await processes.status(node.config, journal, blobs, prozess_id, views)
@@ -343,7 +345,7 @@ async def _process(node: Node, prozess_id: str) -> ProcessStatus:
 async def _wait_closed(node: Node, prozess_id: str) -> ProcessStatus:
     """A's process once its Abgabe is closed, or as it stands after the timeout."""
     journal: Journal = node.app[JOURNAL]
-    blobs = BlobStore(node.config.storage.blobs)
+    blobs = BlobStore(node.config.storage.blobs, inline=journal.inline_content)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + COMPLETION_SECONDS
     try:

@@ -255,7 +255,7 @@ async def _gateway_run(
 async def _status(app: web.Application, config: GatewayConfig, prozess_id: str) -> ProcessStatus:
     journal = app[JOURNAL]
     views = await journal.process(prozess_id)
-    blobs = BlobStore(config.storage.blobs)
+    blobs = BlobStore(config.storage.blobs, inline=journal.inline_content)
     try:
         return await processes.status(config, journal, blobs, prozess_id, views)
     finally:

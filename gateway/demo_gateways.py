@@ -108,7 +108,7 @@ class Node:
     async def process_status(self, prozess_id: str) -> ProcessStatus:
         """The process as this gateway derives it (``ikz-gateway process show``)."""
         views = await self.process(prozess_id)
-        blobs = BlobStore(self.config.storage.blobs)
+        blobs = BlobStore(self.config.storage.blobs, inline=self.app[JOURNAL].inline_content)
         try:
             return await processes.status(self.config, self.app[JOURNAL], blobs, prozess_id, views)
         finally:

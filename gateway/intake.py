@@ -10,11 +10,14 @@
 That is the path of content larger than ``IN_MEMORY_BYTES``. Smaller content (most
 messages) is held in memory: it is checked from there (on the event loop itself
 up to ``INLINE_CHECK_BYTES``, else on the CPU pool), and only once partner rules
-and routing have admitted it is it written to its address, in one hop to a thread
-(``BlobStore.store``: temp file, fsync, rename, folder fsync).
+and routing have admitted it is it written: up to ``[storage] inline_max_bytes``
+into the journal, in the very transaction that records the message (no file, no
+fsync of its own); above that to its address in the blob store, in one hop to a
+thread (``BlobStore.store``: temp file, fsync, rename, folder fsync).
 
 The order carries the guarantee "accepted means durable": the blob reaches its
-address before the journal row that refers to it is written, and the caller hears
+address before the journal row that refers to it is written (or is committed in
+the same transaction as that row), and the caller hears
 "accepted" only after the journal commit. Any refusal raises ``IntakeRejected``
 before anything was written, or removes the staged upload, so a refused message
 leaves nothing behind and is never queued. Only failures after the blob is at its
@@ -180,19 +183,22 @@ class Intake:
         """Intake of content that arrived completely in memory: check, then write once.
 
         Nothing is written before the checks pass, so a refusal leaves nothing
-        behind without a clean-up; the blob is written to its address (fsync'd)
-        in one hop before the journal row refers to it.
+        behind without a clean-up. Small content goes into the journal with the
+        message, in one commit; larger content is written to its address in the
+        blob store (fsync'd) in one hop before the journal row refers to it.
         """
         nachricht, kind = await self._read_bytes(data)
         with structlog.contextvars.bound_contextvars(prozess_id=nachricht.kopf.prozess_id):
             absender, empfaenger, destinations = self._admit(nachricht, submission.partner)
             sha256 = hashlib.sha256(data).hexdigest()
-            await self._blobs.store(data, sha256)
+            inline = len(data) <= self._config.storage.inline_max_bytes
+            if not inline:
+                await self._blobs.store(data, sha256)
             message = _new_message(
                 submission, sha256, len(data), kind, nachricht, absender, empfaenger
             )
             owed = self._receipts_owed(message, submission.partner)
-            return await self._record(message, destinations, owed)
+            return await self._record(message, destinations, owed, data if inline else None)
 
     async def _submit_streamed(
         self, chunks: AsyncIterator[bytes], submission: Submission, limit: int
@@ -306,9 +312,12 @@ class Intake:
         message: NewMessage,
         destinations: Sequence[str],
         receipts: dict[str, ReceiptState],
+        content: bytes | None = None,
     ) -> Accepted:
         try:
-            accepted = await self._journal.accept(message, destinations, receipts=receipts)
+            accepted = await self._journal.accept(
+                message, destinations, receipts=receipts, content=content
+            )
         except IdempotencyConflict as exc:
             raise _rejected(
                 exc.message,

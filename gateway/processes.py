@@ -46,7 +46,8 @@ async def status(
     Args:
         config: the node's Behördenkennung, ``[processes]`` and ``[archives]``.
         journal: where the Aussonderung records, the Abgabe and owed receipts are.
-        blobs: where the 0402's bytes are read from.
+        blobs: where the 0402's bytes are read from (with the journal's copy of
+            small messages, ``BlobStore(..., inline=journal.inline_content)``).
         prozess_id: the process.
         views: its messages, oldest first (``Journal.process``).
 
@@ -55,6 +56,10 @@ async def status(
     """
     timeout = timedelta(seconds=config.processes.receipt_timeout_seconds)
     records = await journal.aussonderung_records(prozess_id)
+    for view in views:
+        # ``derive`` reads receipts and answers from files; small ones the journal keeps
+        # are written to the blob store first.
+        await blobs.file(view.blob_sha256)
     derived = await asyncio.to_thread(
         derive,
         prozess_id,
@@ -93,7 +98,8 @@ def derive(
     Args:
         own_kennung: this node's Behördenkennung: its own 0401 is the Abgabe tracked,
             receipts are those addressed to it.
-        blobs: where the 0402's bytes are read from.
+        blobs: where the 0402's bytes are read from (with the journal's copy of
+            small messages, ``BlobStore(..., inline=journal.inline_content)``).
         timeout: how long after delivery the receipts may take.
         now: the time overdue is judged against.
         records: the Aussonderung engine's records of the process.

@@ -128,7 +128,8 @@ class ReceiptProducer:
                 )
                 return 0
             try:
-                receipt = await asyncio.to_thread(self._build, task)
+                path = await self._blobs.file(task.blob_sha256)
+                receipt = await asyncio.to_thread(self._build, task, path)
                 if receipt is None:
                     await self._journal.receipt_done(task, ReceiptState.SKIPPED)
                     log.info("receipt_not_requested")
@@ -160,10 +161,14 @@ class ReceiptProducer:
             )
             return 1
 
-    def _build(self, task: ReceiptTask) -> bytes | None:
-        """The receipt's bytes, or ``None`` when the Kopf does not ask for it (thread)."""
+    def _build(self, task: ReceiptTask, path: Path) -> bytes | None:
+        """The receipt's bytes, or ``None`` when the Kopf does not ask for it (thread).
+
+        Args:
+            path: the file of the message answered (``BlobStore.file``).
+        """
         with ExitStack() as stack:
-            incoming = read_message(self._blobs.path(task.blob_sha256), task.content_kind, stack)
+            incoming = read_message(path, task.content_kind, stack)
             if task.code not in requested_receipts(incoming):
                 return None
             return build_receipt(

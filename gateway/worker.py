@@ -50,7 +50,7 @@ from contracts.builders import ObjectResult
 from contracts.config import DestinationConfig, GatewayConfig
 from contracts.delivery import DeliveryResult, Destination, Outbound
 from contracts.journal import Claim
-from gateway.blobs import BlobStore
+from gateway.blobs import BlobCorrupted, BlobStore
 from gateway.errors import (
     JournalError,
     JournalUnavailable,
@@ -364,10 +364,25 @@ class Worker:
         self, claim: Claim, logger: structlog.typing.FilteringBoundLogger
     ) -> Outcome:
         """Deliver once; the lease keeper cancels this if the lease is lost meanwhile."""
+        destination = self.destinations[claim.destination]
+        content = claim.content
+        if content is not None and not getattr(destination, "reads_content", False):
+            # Only the journal holds this small message; this destination reads files.
+            try:
+                await self.blobs.file(claim.blob_sha256, content)
+            except BlobCorrupted as exc:
+                return Failed(str(exc), permanent=True)
+            except OSError as exc:
+                return Failed(
+                    f"cannot write blob {claim.blob_sha256} to the blob store: {exc}",
+                    permanent=False,
+                )
+            content = None
         item = Outbound(
             message_id=claim.message_id,
             attempt=claim.attempt,
             blob_path=self.blobs.path(claim.blob_sha256),
+            content=content,
             blob_sha256=claim.blob_sha256,
             size=claim.size,
             content_kind=claim.content_kind,

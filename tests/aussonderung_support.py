@@ -167,8 +167,10 @@ class Gateway:
         journal = self.server.app[JOURNAL]
         views = await journal.process(prozess_id)
         records = await journal.aussonderung_records(prozess_id)
-        blobs = BlobStore(self.config.storage.blobs)
+        blobs = BlobStore(self.config.storage.blobs, inline=journal.inline_content)
         try:
+            for view in views:
+                await blobs.file(view.blob_sha256)  # as processes.status does
             return processes.derive(
                 prozess_id,
                 views,

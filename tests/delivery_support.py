@@ -90,10 +90,16 @@ async def accept(
     destinations: list[str],
     *,
     kind: str = "container",
+    inline: bytes | None = None,
 ) -> str:
-    """Journal ``message`` for ``destinations`` with its bytes in the blob store; its id."""
+    """Journal ``message`` for ``destinations`` with its bytes in the blob store; its id.
+
+    Args:
+        inline: keep these bytes in the journal instead (intake's way for a small
+            message), under the SHA-256 of the message's bytes; no blob file is written.
+    """
     data = message.container if kind == "container" else message.xml
-    digest = await put_blob(blobs, data)
+    digest = sha256(data) if inline is not None else await put_blob(blobs, data)
     accepted = await journal.accept(
         NewMessage(
             partner_id="kommune-a",
@@ -111,6 +117,7 @@ async def accept(
             empfaenger="060:4711",
         ),
         destinations,
+        content=inline,
     )
     return accepted.message_id
 

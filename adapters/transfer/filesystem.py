@@ -58,6 +58,10 @@ class FilesystemTransfer:
     misconfiguration in the dead-letter queue.
     """
 
+    #: A small message the journal keeps is copied from ``Outbound.content``: no blob
+    #: file is written for it, nor read.
+    reads_content = True
+
     def __init__(self, name: str, config: FilesystemDestination) -> None:
         self.name = name
         self.directory = config.directory
@@ -125,7 +129,7 @@ def _transfer(item: Outbound, target: Path, cancelled: threading.Event) -> None:
 
 
 def _copy_verified(item: Outbound, temp: Path, cancelled: threading.Event) -> None:
-    if item.size <= SMALL_BLOB_BYTES:
+    if item.content is not None or item.size <= SMALL_BLOB_BYTES:
         _copy_small(item, temp)
         return
     try:
@@ -150,14 +154,17 @@ def _copy_verified(item: Outbound, temp: Path, cancelled: threading.Event) -> No
 
 
 def _copy_small(item: Outbound, temp: Path) -> None:
-    """Copy a small blob in one piece: one read, one write (few system calls).
+    """Copy a small blob in one piece: one read (none if the item carries it), one write.
 
     Not interruptible: it takes a fraction of a millisecond.
     """
-    try:
-        data = read_small(item.blob_path, item.size)
-    except FileNotFoundError as exc:
-        raise _missing(item) from exc
+    if item.content is not None:
+        data = item.content
+    else:
+        try:
+            data = read_small(item.blob_path, item.size)
+        except FileNotFoundError as exc:
+            raise _missing(item) from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest != item.blob_sha256 or len(data) != item.size:
         raise _corrupted(item, len(data), digest)

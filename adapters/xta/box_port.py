@@ -124,7 +124,7 @@ class MsgBoxPort:
         return [], []
 
     async def _fetched(self, call: Call, entry: BoxEntry, total: int) -> Answer:
-        blob = self._blobs.path(entry.blob_sha256)
+        blob = await self._blobs.file(entry.blob_sha256)
         if not await asyncio.to_thread(blob.is_file):
             raise XtaFault(
                 Exception_.TECHNICAL_PROBLEM,

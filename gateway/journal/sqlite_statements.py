@@ -58,8 +58,9 @@ _CLAIMED = (
     " m.file_name, m.prozess_id, m.nachrichtentyp, m.message_element, m.partner_id,"
     # "+r.state": look the receipts up by message (unique index), never by state.
     " EXISTS (SELECT 1 FROM receipts AS r WHERE r.message_id = d.message_id"
-    " AND +r.state = 'waiting')"
+    " AND +r.state = 'waiting'), b.content"
     " FROM deliveries AS d JOIN messages AS m ON m.id = d.message_id"
+    " LEFT JOIN inline_blobs AS b ON b.sha256 = m.blob_sha256"
     " WHERE d.id IN ({ids}) ORDER BY d.next_attempt_at, d.id"
 )
 _EXPIRE = (
@@ -152,6 +153,13 @@ def _marks(count: int) -> str:
 
 
 @cache
+def _store_contents_sql(rows: int) -> str:
+    return "INSERT OR IGNORE INTO inline_blobs (sha256, content) VALUES " + ", ".join(
+        ["(?, ?)"] * rows
+    )
+
+
+@cache
 def _finish_all_sql(rows: int) -> str:
     return _FINISH_ALL.format(rows=", ".join([f"({_marks(8)})"] * rows))
 
@@ -231,9 +239,17 @@ class SqliteStatements(Statements):
                 message_element=row[13],
                 partner_id=row[14],
                 receipt_waiting=bool(row[15]),
+                content=row[16],
             )
             for row in rows
         ]
+
+    def store_contents(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        for chunk in _chunks(rows, 2):
+            values: list[Any] = []
+            for row in chunk:
+                values += (row["sha256"], row["content"])
+            _run(conn, _store_contents_sql(len(chunk)), values)
 
     def finish_many(self, conn: Connection, params: Sequence[dict[str, Any]]) -> list[bool]:
         ids = [one["b_id"] for one in params]

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, Table, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from contracts.journal import Claim, DeliveryState, ReceiptState
@@ -23,6 +24,7 @@ from gateway.journal.tables import (
     attempts,
     deliveries,
     events,
+    inline_blobs,
     messages,
     receipts,
 )
@@ -31,6 +33,7 @@ D = deliveries.c
 M = messages.c
 A = attempts.c
 R = receipts.c
+B = inline_blobs.c
 
 
 class Statements:
@@ -70,6 +73,12 @@ class Statements:
                 updated_at=bindparam("b_updated", type_=UTCDateTime()),
             )
         )
+        # Identical content is kept once: a second message with the same bytes adds nothing.
+        self.insert_blobs = {
+            "postgresql": postgresql.insert(inline_blobs).on_conflict_do_nothing(),
+            "sqlite": sqlite.insert(inline_blobs).on_conflict_do_nothing(),
+        }
+        self.inline_content = select(B.content).where(B.sha256 == bindparam("sha256"))
         self.claim = {
             restricted: self._claim(lock_due, restricted=restricted) for restricted in (False, True)
         }
@@ -102,8 +111,10 @@ class Statements:
                 exists()
                 .where(R.message_id == D.message_id, R.state == ReceiptState.WAITING)
                 .label("receipt_waiting"),
+                B.content,
             )
             .join(messages, M.id == D.message_id)
+            .outerjoin(inline_blobs, B.sha256 == M.blob_sha256)
             .where(D.id.in_(bindparam("ids", expanding=True)))
             .order_by(D.next_attempt_at, D.id)
         )
@@ -220,9 +231,14 @@ class Statements:
                 message_element=row.message_element,
                 partner_id=row.partner_id,
                 receipt_waiting=bool(row.receipt_waiting),
+                content=row.content,
             )
             for row in conn.execute(self.claimed, {"ids": ids})
         ]
+
+    def store_contents(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Keep messages' content (``sha256``, ``content`` each); content kept already stays."""
+        conn.execute(self.insert_blobs[conn.dialect.name], rows)
 
     def finish_many(self, conn: Connection, params: Sequence[dict[str, Any]]) -> list[bool]:
         """Record outcomes (``finish``'s ``b_*`` parameters each); whether each lease held."""

@@ -35,7 +35,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -129,6 +129,8 @@ class _Acceptance:
     destinations: tuple[str, ...]
     now: datetime
     receipts: tuple[tuple[str, ReceiptState], ...] = ()
+    #: The message's bytes, kept in the journal (a small message); ``None``: in the blob store.
+    content: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,7 @@ class Journal:
         destinations: Collection[str],
         *,
         receipts: Mapping[str, ReceiptState] | None = None,
+        content: bytes | None = None,
         now: datetime | None = None,
     ) -> Accepted:
         """Record a new message and one pending delivery per destination, atomically.
@@ -274,13 +277,21 @@ class Journal:
             receipts: the receipts owed for this message by code, each ``pending``
                 (due now) or ``waiting`` (due once a local destination imported it);
                 written in the same transaction as the message.
+            content: the message's bytes, to keep in the journal (committed with the
+                message) instead of the blob store's file; ``None``: intake stored
+                them in the blob store before. The caller checked they hash to
+                ``message.blob_sha256``.
 
         Raises:
             IdempotencyConflict: the partner's Idempotency-Key was used for other bytes.
             JournalUnavailable: the database cannot be reached.
         """
         item = _Acceptance(
-            message, tuple(destinations), now or utcnow(), tuple((receipts or {}).items())
+            message,
+            tuple(destinations),
+            now or utcnow(),
+            tuple((receipts or {}).items()),
+            content,
         )
         return await self._submit_accept(item)
 
@@ -308,6 +319,7 @@ class Journal:
         new_deliveries: list[dict[str, Any]] = []
         new_events: list[dict[str, Any]] = []
         new_receipts: list[dict[str, Any]] = []
+        new_contents: dict[str, bytes] = {}
         by_dedup: dict[str, str] = {}
         by_key: dict[tuple[str, str], tuple[str, str]] = {}
         # Each key is a SHA-256 over the message's fields: computed once here, not at
@@ -377,7 +389,13 @@ class Journal:
                     destinations=list(item.destinations),
                 )
             )
+            if item.content is not None:
+                new_contents[message.blob_sha256] = item.content
             outcomes.append(Accepted(message_id=message_id, duplicate=False))
+        if new_contents:
+            self._sql.store_contents(
+                conn, [{"sha256": sha, "content": data} for sha, data in new_contents.items()]
+            )
         if new_messages:
             self._sql.insert(conn, messages, new_messages)
             if new_deliveries:
@@ -386,6 +404,17 @@ class Journal:
             if new_receipts:
                 self._sql.insert(conn, receipts, new_receipts)
         return outcomes
+
+    async def inline_content(self, sha256: str) -> bytes | None:
+        """The content with this SHA-256 if the journal keeps it (a small message), else ``None``.
+
+        Raises:
+            JournalUnavailable: the database cannot be reached.
+        """
+        row = await self._read(
+            lambda conn: conn.execute(self._sql.inline_content, {"sha256": sha256}).first()
+        )
+        return None if row is None else bytes(row.content)
 
     # ------------------------------------------------------------------ delivery
 

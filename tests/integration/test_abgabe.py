@@ -107,7 +107,7 @@ class NodeA:
         """B's 0402 for the journaled 0401 (one object failed if ``failed``), into A's intake."""
         view = await self.journal.get_message(started.message_id)
         with ExitStack() as stack:
-            incoming = read_message(self.blobs.path(view.blob_sha256), None, stack)
+            incoming = read_message(await self.blobs.file(view.blob_sha256), None, stack)
             results = {failed: ObjectResult.failed("virus scanner")} if failed else None
             receipt = build_receipt(incoming, "0402", results=results)
 
@@ -127,7 +127,7 @@ async def node(tmp_path: Path, pdf_bytes: bytes) -> AsyncIterator[NodeA]:
     config = config_a(tmp_path)
     journal = Journal.from_url(config.storage.journal)
     await journal.upgrade()
-    blobs = BlobStore(config.storage.blobs)
+    blobs = BlobStore(config.storage.blobs, inline=journal.inline_content)
     assert config.dms is not None
     dms = build_port(config.dms)
     seeded = container(tmp_path / "seed", [kleine_akte()], pdf_bytes)
@@ -156,7 +156,7 @@ async def test_start_journals_a_0401_of_the_akte_addressed_to_the_partner(node: 
     assert view.prozess_id == started.abgabe.prozess_id and view.channel == "abgabe"
     assert started.abgabe.state is AbgabeState.OPEN and not started.existing
     with ExitStack() as stack:
-        sent = read_message(node.blobs.path(view.blob_sha256), None, stack).read()
+        sent = read_message(await node.blobs.file(view.blob_sha256), None, stack).read()
     assert sorted(sent.dateinamen()) == sorted(node.documents)
 
 
@@ -263,7 +263,7 @@ async def test_partial_import_marks_nothing_and_shows_partially_imported(node: N
     started = await node.start()
     view = await node.journal.get_message(started.message_id)
     with ExitStack() as stack:
-        sent = read_message(node.blobs.path(view.blob_sha256), None, stack).read()
+        sent = read_message(await node.blobs.file(view.blob_sha256), None, stack).read()
         dokument = next(o.uuid for o in sent.walk() if o.art.value == "Dokument")
     await node.answer_0402(started, failed=dokument)
     runner = abgabe.CompletionRunner(node.config, node.journal, node.blobs, node.dms)

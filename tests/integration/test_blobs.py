@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from gateway import foldersync
-from gateway.blobs import BlobStore, BlobTooLarge
+from gateway.blobs import BlobCorrupted, BlobStore, BlobTooLarge
 
 MIB = 1024 * 1024
 
@@ -154,3 +154,50 @@ async def test_a_blob_in_new_folders_makes_each_new_folder_durable(
         str(addressed / digest[:2]),
         str(addressed),
     ]
+
+
+def journal_copy(content: bytes) -> Callable[[str], Awaitable[bytes | None]]:
+    """A stand-in for ``Journal.inline_content`` keeping just ``content``, under any digest."""
+
+    async def lookup(sha256: str) -> bytes | None:
+        return content
+
+    return lookup
+
+
+async def test_file_writes_the_journals_copy_to_its_address_once(tmp_path: Path) -> None:
+    """The first reader gets the journal's bytes as a file; later ones find that file."""
+    data = b"small message"
+    digest = hashlib.sha256(data).hexdigest()
+    store = BlobStore(tmp_path / "blobs", inline=journal_copy(data))
+
+    first = await store.file(digest)
+    again = await BlobStore(tmp_path / "blobs").file(digest)
+
+    assert first == again == store.path(digest)
+    assert first.read_bytes() == data
+
+
+async def test_file_of_content_nobody_holds_is_its_address_without_a_file(tmp_path: Path) -> None:
+    """Readers then fail with FileNotFoundError, which they report as a missing blob."""
+    store = BlobStore(tmp_path / "blobs", inline=journal_copy_missing)
+
+    path = await store.file("e" * 64)
+
+    assert path == store.path("e" * 64) and not path.exists()
+
+
+async def journal_copy_missing(sha256: str) -> bytes | None:
+    """``Journal.inline_content`` for a blob the journal does not keep."""
+    return None
+
+
+async def test_file_refuses_a_journal_copy_that_does_not_match_its_sha256(tmp_path: Path) -> None:
+    """Corrupted bytes never reach the blob's address."""
+    store = BlobStore(tmp_path / "blobs", inline=journal_copy(b"other bytes"))
+    digest = hashlib.sha256(b"the message").hexdigest()
+
+    with pytest.raises(BlobCorrupted, match=digest):
+        await store.file(digest)
+
+    assert not store.path(digest).exists()

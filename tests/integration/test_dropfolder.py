@@ -55,9 +55,9 @@ def config(tmp_path: Path) -> GatewayConfig:
 
 
 @pytest.fixture
-def blobs(tmp_path: Path) -> BlobStore:
-    """An empty blob store."""
-    return BlobStore(tmp_path / "blobs")
+def blobs(tmp_path: Path, journal: Journal) -> BlobStore:
+    """An empty blob store (small messages are kept in the journal)."""
+    return BlobStore(tmp_path / "blobs", inline=journal.inline_content)
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ async def test_dropped_container_is_journaled_then_moved(
         name,
         message.prozess_id,
     )
-    assert blobs.path(view.blob_sha256).read_bytes() == message.container
+    assert (await blobs.file(view.blob_sha256)).read_bytes() == message.container
     assert [p.name for p in folder.directory.iterdir()] == ["processed"]
 
 

@@ -88,7 +88,7 @@ async def runtime(tmp_path: Path, *, route_back: bool = True) -> AsyncIterator[R
     (tmp_path / "dms").mkdir()
     journal = Journal.from_url(cfg.storage.journal)
     await journal.upgrade()
-    blobs = BlobStore(cfg.storage.blobs)
+    blobs = BlobStore(cfg.storage.blobs, inline=journal.inline_content)
     outbox = IntakeOutbox(Intake(cfg, journal, blobs), local_sender(cfg))
     destination = FVDatenDestination("fvdaten", cfg.destinations["fvdaten"], outbox)  # type: ignore[arg-type]
     try:
@@ -123,7 +123,7 @@ async def test_answer_is_journaled_addressed_to_the_fachverfahren(
     (answer,) = await rt.answers(prozess_id)
     assert (answer.absender, answer.empfaenger) == ("060:0815", "060:0815-FV")
     assert [d.destination for d in answer.deliveries] == ["postfach"]
-    checked = check_message(rt.blobs.path(answer.blob_sha256).read_bytes())
+    checked = check_message((await rt.blobs.file(answer.blob_sha256)).read_bytes())
     assert checked.findings == ()
     assert fvdaten.read_antwort(checked).codes() == (fvdaten.ERFOLG,)
 
@@ -153,7 +153,7 @@ async def test_export_answer_is_a_container_with_the_document(
     await rt.destination.deliver(await rt.outbound(export, kind="message"))
 
     (answer,) = await rt.answers(prozess_id)
-    report = read_container(rt.blobs.path(answer.blob_sha256))
+    report = read_container(await rt.blobs.file(answer.blob_sha256))
     stored = [e for e in report.entries if e.role == "unreferenced"]
     sent = fv.documents_of(fv.erstellen("3.1.0", fv.akte()), pdf_bytes)
     assert report.valid
@@ -208,7 +208,7 @@ async def test_a_request_asking_for_empfangsbestaetigung_gets_a_0629_before_the_
     codes = [m.nachrichtentyp for m in await rt.journal.process(prozess_id)]
     (empfang,) = [m for m in await rt.journal.process(prozess_id) if m.nachrichtentyp == "0629"]
     assert codes == ["0629", "0630"]
-    assert check_message(rt.blobs.path(empfang.blob_sha256).read_bytes()).findings == ()
+    assert check_message((await rt.blobs.file(empfang.blob_sha256)).read_bytes()).findings == ()
 
 
 @pytest.mark.parametrize("version", ["2.3.0", "2.4.0", "3.0.0"])
@@ -223,7 +223,7 @@ async def test_answer_to_an_older_version_is_valid_in_that_version(
     await rt.destination.deliver(await rt.outbound(path.read_bytes(), kind="container"))
 
     (answer,) = await rt.answers(prozess_id)
-    checked = check_message(rt.blobs.path(answer.blob_sha256).read_bytes())
+    checked = check_message((await rt.blobs.file(answer.blob_sha256)).read_bytes())
     assert checked.findings == ()
     assert checked.detected.version == version
     assert fvdaten.read_antwort(checked).erfolgreich
@@ -242,5 +242,7 @@ async def test_a_redelivery_whose_answer_changed_keeps_the_first_answer(
     await rt.destination.deliver(item.model_copy(update={"attempt": 2}))
 
     (answer,) = await rt.answers(prozess_id)
-    antwort = fvdaten.read_antwort(check_message(rt.blobs.path(answer.blob_sha256).read_bytes()))
+    antwort = fvdaten.read_antwort(
+        check_message((await rt.blobs.file(answer.blob_sha256)).read_bytes())
+    )
     assert antwort.codes() == (fvdaten.ERFOLG,)

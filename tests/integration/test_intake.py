@@ -97,17 +97,54 @@ async def test_a_valid_container_is_journaled_with_its_kopf_and_route(
     assert [(d.destination, d.state) for d in view.deliveries] == [("dms", DeliveryState.PENDING)]
 
 
-async def test_the_accepted_bytes_are_kept_bit_identical_under_their_sha256(
-    intake: Intake, blobs: BlobStore, config: GatewayConfig, tmp_path: Path
+def inline_up_to(config: GatewayConfig, limit: int) -> GatewayConfig:
+    """``config`` with ``[storage] inline_max_bytes = limit``."""
+    storage = config.storage.model_copy(update={"inline_max_bytes": limit})
+    return config.model_copy(update={"storage": storage})
+
+
+async def test_a_small_message_is_kept_bit_identical_in_the_journal_without_a_blob_file(
+    intake: Intake, journal: Journal, blobs: BlobStore, config: GatewayConfig, tmp_path: Path
 ) -> None:
-    """The committed blob holds exactly the uploaded bytes, at the address of their SHA-256."""
+    """Content up to ``inline_max_bytes`` is committed with the message; no file is written."""
     data = container(tmp_path)
+    assert len(data) <= config.storage.inline_max_bytes
     digest = hashlib.sha256(data).hexdigest()
 
     await intake.submit(chunks_of(data), from_partner(config))
 
+    assert await journal.inline_content(digest) == data
+    assert blob_files(blobs.root) == []
+
+
+async def test_content_above_inline_max_bytes_is_kept_bit_identical_in_a_blob_file(
+    journal: Journal, blobs: BlobStore, config: GatewayConfig, tmp_path: Path
+) -> None:
+    """Larger content is a file at the address of its SHA-256, and not in the journal."""
+    data = container(tmp_path)
+    digest = hashlib.sha256(data).hexdigest()
+    config = inline_up_to(config, len(data) - 1)
+
+    await Intake(config, journal, blobs).submit(chunks_of(data), from_partner(config))
+
     assert blobs.path(digest).read_bytes() == data
     assert blob_files(blobs.root) == [blobs.path(digest)]
+    assert await journal.inline_content(digest) is None
+
+
+async def test_a_message_kept_in_the_journal_is_written_as_a_file_when_a_reader_needs_one(
+    intake: Intake, journal: Journal, config: GatewayConfig, tmp_path: Path
+) -> None:
+    """``BlobStore.file`` writes the journal's copy to the blob's address, bit-identical."""
+    data = bare_message()
+    digest = hashlib.sha256(data).hexdigest()
+    await intake.submit(chunks_of(data), from_partner(config))
+    reader = BlobStore(config.storage.blobs, inline=journal.inline_content)
+
+    path = await reader.file(digest)
+
+    assert path == reader.path(digest)
+    assert path.read_bytes() == data
 
 
 @pytest.mark.parametrize("kind", ["container", "message"])
@@ -161,8 +198,7 @@ async def test_a_refused_small_message_is_never_written(
     assert calls == []
 
 
-async def test_a_small_message_is_durable_at_its_address_before_it_is_journaled(
-    intake: Intake,
+async def test_a_message_above_inline_max_bytes_is_durable_at_its_address_before_it_is_journaled(
     blobs: BlobStore,
     journal: Journal,
     config: GatewayConfig,
@@ -170,18 +206,44 @@ async def test_a_small_message_is_durable_at_its_address_before_it_is_journaled(
 ) -> None:
     """When the journal is asked to accept a message, its blob is already at its address."""
     data = bare_message()
+    config = inline_up_to(config, 0)
     seen: list[bytes] = []
     accept = journal.accept
 
     async def checked(*args: Any, **kwargs: Any) -> Any:
         seen.append(blobs.path(hashlib.sha256(data).hexdigest()).read_bytes())
+        assert kwargs["content"] is None
+        return await accept(*args, **kwargs)
+
+    monkeypatch.setattr(journal, "accept", checked)
+
+    await Intake(config, journal, blobs).submit(chunks_of(data), from_partner(config))
+
+    assert seen == [data]
+
+
+async def test_a_small_message_reaches_the_journal_with_its_content(
+    intake: Intake,
+    blobs: BlobStore,
+    journal: Journal,
+    config: GatewayConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The content goes into the accept's transaction; the blob store is not asked."""
+    data = bare_message()
+    handed: list[bytes | None] = []
+    accept = journal.accept
+
+    async def checked(*args: Any, **kwargs: Any) -> Any:
+        handed.append(kwargs["content"])
         return await accept(*args, **kwargs)
 
     monkeypatch.setattr(journal, "accept", checked)
 
     await intake.submit(chunks_of(data), from_partner(config))
 
-    assert seen == [data]
+    assert handed == [data]
+    assert blob_files(blobs.root) == []
 
 
 def classifying_threads(monkeypatch: pytest.MonkeyPatch) -> list[threading.Thread]:

@@ -123,6 +123,53 @@ async def test_a_claim_says_whether_an_import_receipt_waits_for_it(journal: Jour
     ]
 
 
+async def test_content_accepted_with_a_message_is_kept_and_claimed_with_it(
+    journal: Journal,
+) -> None:
+    """A small message's bytes are committed with it and handed to its worker in the claim."""
+    content = b"<xdomea/>\x00\xff binary-safe"
+    await journal.accept(new_message(blob_sha256="c" * 64), ["dms"], content=content)
+
+    claim = await claim_one(journal)
+
+    assert claim.content == content
+    assert await journal.inline_content("c" * 64) == content
+
+
+async def test_content_kept_in_the_blob_store_is_claimed_without_bytes(journal: Journal) -> None:
+    """A message accepted without content has none in the journal: its file holds it."""
+    await journal.accept(new_message(), ["dms"])
+
+    claim = await claim_one(journal)
+
+    assert claim.content is None
+    assert await journal.inline_content("a" * 64) is None
+
+
+async def test_identical_content_of_two_messages_is_kept_once(journal: Journal) -> None:
+    """Two messages with the same bytes (other ProzessIDs) share the journal's one copy."""
+    content = b"same bytes"
+    await journal.accept(new_message(blob_sha256="d" * 64), ["dms"], content=content)
+    await journal.accept(
+        new_message(blob_sha256="d" * 64, prozess_id="11111111-2222-4333-8444-555555555555"),
+        ["dms"],
+        content=content,
+    )
+
+    claims = await journal.claim("w1", limit=2, lease=LEASE)
+
+    assert [c.content for c in claims] == [content, content]
+
+
+async def test_a_claim_never_shows_its_content_in_its_repr(journal: Journal) -> None:
+    """Document contents stay out of logs, which print claims and items by repr."""
+    await journal.accept(new_message(), ["dms"], content=b"geheimer Inhalt")
+
+    claim = await claim_one(journal)
+
+    assert "geheimer" not in repr(claim)
+
+
 async def test_claim_filters_by_destination(journal: Journal) -> None:
     """A worker with no free slot for a destination does not get its deliveries."""
     await journal.accept(new_message(), ["dms", "archiv"])

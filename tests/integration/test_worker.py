@@ -382,6 +382,56 @@ async def test_missing_blob_dead_letters(journal: Journal, blobs: BlobStore, dms
     assert view.last_error is not None and "missing from the blob store" in view.last_error
 
 
+async def test_a_message_kept_in_the_journal_is_delivered_bit_identical_without_a_blob_file(
+    journal: Journal, blobs: BlobStore, dms: Path
+) -> None:
+    """The transfer directory gets the claim's bytes; the blob store is neither read nor written."""
+    message = abgabe()
+    message_id = await accept(journal, blobs, message, ["dms"], inline=message.container)
+
+    async with running(make_worker(config(dms), journal, blobs)):
+        await eventually(in_state(journal, message_id, DeliveryState.DELIVERED), what="delivered")
+
+    (delivered,) = dms.iterdir()
+    assert delivered.read_bytes() == message.container
+    assert not blobs.path(sha256(message.container)).exists()
+
+
+async def test_a_destination_reading_files_gets_the_journals_copy_written_as_a_blob_first(
+    journal: Journal, blobs: BlobStore, dms: Path, receiver: Receiver
+) -> None:
+    """A destination without ``reads_content`` finds a small message in the blob store."""
+    message = abgabe()
+    message_id = await accept(journal, blobs, message, ["kommune-c"], inline=message.container)
+
+    async with running(make_worker(config(dms, receiver), journal, blobs)):
+        await eventually(
+            in_state(journal, message_id, DeliveryState.DELIVERED, "kommune-c"), what="delivered"
+        )
+
+    (request,) = receiver.requests
+    assert request.sha256 == sha256(message.container)
+    assert blobs.path(sha256(message.container)).read_bytes() == message.container
+
+
+async def test_a_journal_copy_that_does_not_match_its_sha256_dead_letters(
+    journal: Journal, blobs: BlobStore, dms: Path, receiver: Receiver
+) -> None:
+    """Corrupted bytes are never delivered nor written to the blob store: parked at once."""
+    message = abgabe()
+    message_id = await accept(journal, blobs, message, ["kommune-c"], inline=b"not the message")
+
+    async with running(make_worker(config(dms, receiver), journal, blobs)):
+        await eventually(
+            in_state(journal, message_id, DeliveryState.DEAD, "kommune-c"), what="dead-lettered"
+        )
+
+    view = await delivery(journal, message_id, "kommune-c")
+    assert view.last_error is not None and "does not match its SHA-256" in view.last_error
+    assert receiver.requests == []
+    assert not blobs.path(sha256(message.container)).exists()
+
+
 # --------------------------------------------------------------------------- isolation
 
 
