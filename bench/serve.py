@@ -40,11 +40,19 @@ def _toml(value: object) -> str:
 
 
 def write_config(
-    home: Path, *, port: int, journal: str, blobs: Path, transfer: Path, processes: int = 1
+    home: Path,
+    *,
+    port: int,
+    journal: str,
+    blobs: Path,
+    transfer: Path,
+    processes: int = 1,
+    concurrency: int = CONCURRENCY,
 ) -> Path:
     """``home/gateway.toml`` for LA:LAB: the journal, blob store and transfer folder given.
 
-    ``processes`` is ``[http] processes``: how many gateway processes ``serve`` runs.
+    ``processes`` is ``[http] processes``: how many gateway processes ``serve`` runs;
+    ``concurrency`` both ``[worker] concurrency`` and the destination's.
     """
     home.mkdir(parents=True, exist_ok=True)
     transfer.mkdir(parents=True, exist_ok=True)
@@ -65,7 +73,7 @@ port = {port}
 processes = {processes}
 
 [worker]
-concurrency = {CONCURRENCY}
+concurrency = {concurrency}
 poll_interval_seconds = 0.2
 
 [[partners]]
@@ -77,7 +85,7 @@ token_sha256 = "{hashlib.sha256(TOKEN.encode()).hexdigest()}"
 type = "filesystem"
 directory = {_toml(transfer)}
 naming = "short"
-concurrency = {CONCURRENCY}
+concurrency = {concurrency}
 
 [[routes]]
 empfaenger = "LA:LAB"
