@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,19 @@ async def test_a_refused_small_message_is_never_written(
     assert calls == []
 
 
+def watch_accepts(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch, seen: Callable[[dict[str, Any]], None]
+) -> None:
+    """Call ``seen`` with the keyword arguments of every ``journal.accept`` before it runs."""
+    accept = journal.accept
+
+    async def watched(*args: Any, **kwargs: Any) -> Any:
+        seen(kwargs)
+        return await accept(*args, **kwargs)
+
+    monkeypatch.setattr(journal, "accept", watched)
+
+
 async def test_a_message_above_inline_max_bytes_is_durable_at_its_address_before_it_is_journaled(
     blobs: BlobStore,
     journal: Journal,
@@ -208,18 +222,18 @@ async def test_a_message_above_inline_max_bytes_is_durable_at_its_address_before
     data = bare_message()
     config = inline_up_to(config, 0)
     seen: list[bytes] = []
-    accept = journal.accept
+    handed: list[bytes | None] = []
 
-    async def checked(*args: Any, **kwargs: Any) -> Any:
+    def check(kwargs: dict[str, Any]) -> None:
         seen.append(blobs.path(hashlib.sha256(data).hexdigest()).read_bytes())
-        assert kwargs["content"] is None
-        return await accept(*args, **kwargs)
+        handed.append(kwargs["content"])
 
-    monkeypatch.setattr(journal, "accept", checked)
+    watch_accepts(journal, monkeypatch, check)
 
     await Intake(config, journal, blobs).submit(chunks_of(data), from_partner(config))
 
     assert seen == [data]
+    assert handed == [None]
 
 
 async def test_a_small_message_reaches_the_journal_with_its_content(
@@ -232,13 +246,7 @@ async def test_a_small_message_reaches_the_journal_with_its_content(
     """The content goes into the accept's transaction; the blob store is not asked."""
     data = bare_message()
     handed: list[bytes | None] = []
-    accept = journal.accept
-
-    async def checked(*args: Any, **kwargs: Any) -> Any:
-        handed.append(kwargs["content"])
-        return await accept(*args, **kwargs)
-
-    monkeypatch.setattr(journal, "accept", checked)
+    watch_accepts(journal, monkeypatch, lambda kwargs: handed.append(kwargs["content"]))
 
     await intake.submit(chunks_of(data), from_partner(config))
 
