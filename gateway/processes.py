@@ -56,10 +56,7 @@ async def status(
     """
     timeout = timedelta(seconds=config.processes.receipt_timeout_seconds)
     records = await journal.aussonderung_records(prozess_id)
-    for view in views:
-        # ``derive`` reads receipts and answers from files; small ones the journal keeps
-        # are written to the blob store first.
-        await blobs.file(view.blob_sha256)
+    await readable(blobs, views)
     derived = await asyncio.to_thread(
         derive,
         prozess_id,
@@ -77,6 +74,16 @@ async def status(
     return derived.model_copy(
         update={"abgabe": abgabe, "receipts": tuple(owed), "dms_objects": tuple(dms_objects)}
     )
+
+
+async def readable(blobs: BlobStore, views: list[MessageView]) -> None:
+    """Make every message of ``views`` a file in ``blobs``, as ``derive`` reads them.
+
+    Small messages the journal keeps are written to the blob store the first time
+    (``BlobStore.file``; ``blobs`` needs ``inline=journal.inline_content``).
+    """
+    for view in views:
+        await blobs.file(view.blob_sha256)
 
 
 def derive(
@@ -98,8 +105,8 @@ def derive(
     Args:
         own_kennung: this node's Behördenkennung: its own 0401 is the Abgabe tracked,
             receipts are those addressed to it.
-        blobs: where the 0402's bytes are read from (with the journal's copy of
-            small messages, ``BlobStore(..., inline=journal.inline_content)``).
+        blobs: where the 0402's bytes are read from, as a file (``readable`` writes
+            those the journal keeps there first).
         timeout: how long after delivery the receipts may take.
         now: the time overdue is judged against.
         records: the Aussonderung engine's records of the process.

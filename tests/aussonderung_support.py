@@ -169,8 +169,7 @@ class Gateway:
         records = await journal.aussonderung_records(prozess_id)
         blobs = BlobStore(self.config.storage.blobs, inline=journal.inline_content)
         try:
-            for view in views:
-                await blobs.file(view.blob_sha256)  # as processes.status does
+            await processes.readable(blobs, views)
             return processes.derive(
                 prozess_id,
                 views,

@@ -520,23 +520,34 @@ async def test_a_single_writer_journal_holds_half_the_slots_claimed_ahead(
     assert claimed == (6 if journal.single_writer else 4)
 
 
+def holding_outcomes(journal: FlakyJournal) -> tuple[Scripted, asyncio.Event]:
+    """A destination that delivers at once, and the gate ``journal`` holds every outcome
+    at until it is set (an outcome being written)."""
+    gate = journal.outcome_gate = asyncio.Event()
+    return Scripted(lambda item: asyncio.sleep(0)), gate
+
+
+def attempted(destination: Scripted, count: int) -> Callable[[], Awaitable[bool]]:
+    """A check for ``eventually``: ``destination`` was called ``count`` times."""
+
+    async def check() -> bool:
+        return len(destination.calls) == count
+
+    return check
+
+
 async def test_a_slot_is_free_while_the_outcome_of_its_last_attempt_is_written(
     journal: FlakyJournal, blobs: BlobStore, dms: Path
 ) -> None:
     """The destination's one slot takes the next delivery before the first outcome is in."""
-    journal.outcome_gate = asyncio.Event()
-    destination = Scripted(lambda item: asyncio.sleep(0))
-
-    async def both_attempted() -> bool:
-        return len(destination.calls) == 2
-
+    destination, gate = holding_outcomes(journal)
     settings = config(dms, dms_settings={"concurrency": 1})
     ids = [await accept(journal, blobs, abgabe(), ["dms"]) for _ in range(2)]
 
     async with running(make_worker(settings, journal, blobs, {"dms": destination})):
-        await eventually(both_attempted, what="the second attempt started")
+        await eventually(attempted(destination, 2), what="the second attempt started")
         states = [(await delivery(journal, message_id)).state for message_id in ids]
-        journal.outcome_gate.set()
+        gate.set()
         for message_id in ids:
             await eventually(in_state(journal, message_id, DeliveryState.DELIVERED), what="done")
 
@@ -547,21 +558,16 @@ async def test_stop_waits_for_outcomes_being_written(
     journal: FlakyJournal, blobs: BlobStore, dms: Path
 ) -> None:
     """A graceful stop lets an outcome still being written reach the journal."""
-    journal.outcome_gate = asyncio.Event()
-    destination = Scripted(lambda item: asyncio.sleep(0))
-
-    async def attempted() -> bool:
-        return len(destination.calls) == 1
-
+    destination, gate = holding_outcomes(journal)
     message_id = await accept(journal, blobs, abgabe(), ["dms"])
     worker = make_worker(config(dms), journal, blobs, {"dms": destination})
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
 
-    await eventually(attempted, what="the attempt made")
+    await eventually(attempted(destination, 1), what="the attempt made")
     stop.set()
     await asyncio.sleep(0.1)
-    journal.outcome_gate.set()
+    gate.set()
     await task
 
     assert (await delivery(journal, message_id)).state is DeliveryState.DELIVERED
