@@ -5,8 +5,17 @@ directory (``.<name>.<random>.part``) while its SHA-256 is checked, fsync'd, and
 only then published under its xdomea file name (``<ProzessID>_Abgabe.Abgabe.0401.zip``
 in the configured naming style; a bare message gets ``.xml``), and the directory is
 fsync'd (shared with concurrent deliveries into the same directory:
-``gateway.foldersync``). A blob up to ``SMALL_BLOB_BYTES`` is copied in one read
-and one write. An importer therefore never sees a half-written file under an xdomea name.
+``gateway.foldersync``). An importer therefore never sees a half-written file
+under an xdomea name.
+
+Small messages (those the journal keeps, and blobs up to ``SMALL_BLOB_BYTES``)
+are written in batches: deliveries arriving while one batch is written share the
+next (``gateway.group_commit``), and one thread writes the whole batch (each file
+in one write, fsync'd, linked) and fsyncs the folder once. Sixteen concurrent
+deliveries then cost one thread hand-off and one folder fsync instead of sixteen
+of each, which is where a small message's delivery spent its CPU (threads woken
+and put to sleep). The files' fsyncs run one after another; on a local disk that
+takes a fraction of a millisecond each.
 
 Publishing never replaces a different file: importers take files away when they
 have read them, and a second, different message with the same ProzessID and type
@@ -31,19 +40,25 @@ import hashlib
 import os
 import secrets
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
-from adapters.transfer.local import publish
+from adapters.transfer.local import link_new, publish
 from adapters.xdomea import naming
 from contracts.config import FilesystemDestination
 from contracts.delivery import Outbound
 from contracts.xdomea import MessageType
+from gateway import foldersync
 from gateway.durable import create_exclusive, read_small, write_new
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.group_commit import GroupCommit
 
 _CHUNK = 1024 * 1024
 #: Blobs up to this size are copied in one read and one write instead of in chunks.
 SMALL_BLOB_BYTES = 1024 * 1024
+#: Delivery slots (the destination's ``concurrency``) per thread writing small files:
+#: each thread's fsyncs run one after another, so more slots get more threads.
+SLOTS_PER_LANE = 4
 
 
 class FilesystemTransfer:
@@ -66,6 +81,11 @@ class FilesystemTransfer:
         self.name = name
         self.directory = config.directory
         self.style = naming.NamingStyle(config.naming)
+        self._small: GroupCommit[tuple[Outbound, Path], None] = GroupCommit(
+            self._write_small,
+            lanes=max(1, config.concurrency // SLOTS_PER_LANE),
+            name=f"transfer-{name}-small-files",
+        )
 
     def target_name(self, item: Outbound) -> str:
         """The xdomea file name ``item`` is published under.
@@ -94,6 +114,9 @@ class FilesystemTransfer:
             PermanentDeliveryError: the blob is missing or does not match its SHA-256.
         """
         target = self.directory / self.target_name(item)
+        if item.content is not None or item.size <= SMALL_BLOB_BYTES:
+            await self._small.submit((item, target))
+            return
         # The copy runs in a thread, which cannot be interrupted; it checks this
         # flag between chunks so a cancelled delivery stops and cleans up.
         cancelled = threading.Event()
@@ -103,16 +126,67 @@ class FilesystemTransfer:
             cancelled.set()
             raise
 
+    async def _write_small(
+        self, batch: Sequence[tuple[Outbound, Path]]
+    ) -> list[BaseException | None]:
+        return await asyncio.to_thread(_transfer_small, self.directory, batch)
+
     async def close(self) -> None:
-        """Nothing to release."""
+        """Wait for the batch of small files being written, if any."""
+        await self._small.close()
 
 
 class _Cancelled(Exception):
     """The delivery was cancelled while the copy thread ran."""
 
 
+def _transfer_small(
+    directory: Path, batch: Sequence[tuple[Outbound, Path]]
+) -> list[BaseException | None]:
+    """Write and link each small file of ``batch``, then fsync ``directory`` once.
+
+    One outcome per item: None once its file is durable under its name, or the
+    delivery error it alone failed with.
+    """
+    outcomes: list[BaseException | None] = []
+    for item, target in batch:
+        temp = _temp_name(target)
+        try:
+            try:
+                _copy_small(item, temp)
+                link_new(temp, target, size=item.size, sha256=item.blob_sha256)
+            finally:
+                temp.unlink(missing_ok=True)
+        except (TransientDeliveryError, PermanentDeliveryError) as exc:
+            outcomes.append(exc)
+        except OSError as exc:
+            outcomes.append(_unwritable(target, exc))
+        else:
+            outcomes.append(None)
+    if any(outcome is None for outcome in outcomes):
+        # Also when every name was there already: a redelivery after a crash may
+        # find a name whose folder fsync never ran.
+        try:
+            foldersync.shared.sync(directory)
+        except OSError as exc:
+            failed = _unwritable(directory / ".", exc)
+            outcomes = [failed if outcome is None else outcome for outcome in outcomes]
+    return outcomes
+
+
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+
+
+def _unwritable(target: Path, exc: OSError) -> TransientDeliveryError:
+    return TransientDeliveryError(
+        f"cannot write to transfer directory {target.parent}: "
+        f"{exc.strerror or exc}; check that it exists, is mounted and writable"
+    )
+
+
 def _transfer(item: Outbound, target: Path, cancelled: threading.Event) -> None:
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    temp = _temp_name(target)
     try:
         try:
             _copy_verified(item, temp, cancelled)
@@ -122,16 +196,10 @@ def _transfer(item: Outbound, target: Path, cancelled: threading.Event) -> None:
     except _Cancelled:
         return
     except OSError as exc:
-        raise TransientDeliveryError(
-            f"cannot write to transfer directory {target.parent}: "
-            f"{exc.strerror or exc}; check that it exists, is mounted and writable"
-        ) from exc
+        raise _unwritable(target, exc) from exc
 
 
 def _copy_verified(item: Outbound, temp: Path, cancelled: threading.Event) -> None:
-    if item.content is not None or item.size <= SMALL_BLOB_BYTES:
-        _copy_small(item, temp)
-        return
     try:
         source = item.blob_path.open("rb")
     except FileNotFoundError as exc:

@@ -44,20 +44,35 @@ def publish(temp: Path, target: Path, *, size: int, sha256: str) -> None:
         TransientDeliveryError: ``target`` holds different bytes (not taken away yet).
         OSError: the folder cannot be written.
     """
+    if link_new(temp, target, size=size, sha256=sha256):
+        # Deliveries publishing into the same folder at once share its fsyncs.
+        foldersync.shared.sync(target.parent)
+
+
+def link_new(temp: Path, target: Path, *, size: int, sha256: str) -> bool:
+    """``publish`` without the folder fsync: whether a new name was made.
+
+    A caller publishing several files into one folder links them all, then
+    fsyncs the folder once (``foldersync.shared.sync``) before any counts as
+    published. False means ``target`` already held these bytes.
+
+    Raises:
+        TransientDeliveryError: ``target`` holds different bytes (not taken away yet).
+        OSError: the folder cannot be written.
+    """
     try:
         os.link(temp, target)
     except FileExistsError:
         _require_same(target, size, sha256)
-        return
+        return False
     except OSError as exc:
         if exc.errno not in _NO_LINKS:
             raise
         if target.exists():
             _require_same(target, size, sha256)
-            return
+            return False
         os.replace(temp, target)
-    # Deliveries publishing into the same folder at once share its fsyncs.
-    foldersync.shared.sync(target.parent)
+    return True
 
 
 def _require_same(target: Path, size: int, sha256: str) -> None:

@@ -85,8 +85,8 @@ from gateway.errors import (
     LeaseLost,
     NotFound,
 )
+from gateway.group_commit import GroupCommit
 from gateway.journal import write_lock
-from gateway.journal.group_commit import GroupCommit
 from gateway.journal.sqlite_statements import SqliteStatements
 from gateway.journal.statements import Statements
 from gateway.journal.tables import (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import socket
 import tracemalloc
@@ -16,10 +18,13 @@ from adapters.transfer import filesystem
 from adapters.transfer.filesystem import FilesystemTransfer
 from contracts.config import FilesystemDestination, GatewayConfig, HttpDestination
 from contracts.delivery import Outbound
+from gateway import foldersync
 from gateway.api import create_api
 from gateway.blobs import BlobStore
 from gateway.destinations import build_destinations
+from gateway.durable import fsync_dir
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.foldersync import FolderSync
 from gateway.journal.store import Journal
 from tests import intake_support
 from tests.delivery_support import (
@@ -165,6 +170,79 @@ async def test_different_message_under_a_taken_name_waits_for_the_importer(
         await destination.deliver(second)
 
     assert [p.read_bytes() for p in transfer_dir.iterdir()] == [message.container]
+
+
+def counting_folder_syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace the process's group folder fsync by one that records each fsync it runs."""
+    synced: list[str] = []
+
+    def fsync(folder: str) -> None:
+        synced.append(folder)
+        fsync_dir(folder)
+
+    monkeypatch.setattr(foldersync, "shared", FolderSync(fsync))
+    return synced
+
+
+async def small_messages(blobs: BlobStore, count: int) -> list[tuple[Outbound, bytes]]:
+    """``count`` distinct bare messages as outbound items, with their bytes."""
+    made = []
+    for _ in range(count):
+        message = abgabe()
+        item = await outbound(blobs, message.xml, prozess_id=message.prozess_id, kind="message")
+        made.append((item, message.xml))
+    return made
+
+
+async def test_concurrent_small_deliveries_share_folder_fsyncs(
+    blobs: BlobStore, transfer_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small files handed over together are written as one batch with one folder fsync."""
+    made = await small_messages(blobs, 6)
+    synced = counting_folder_syncs(monkeypatch)
+    destination = transfer(transfer_dir)  # concurrency 4: one thread writes the batches
+
+    await asyncio.gather(*(destination.deliver(item) for item, _ in made))
+
+    delivered = sorted(p.read_bytes() for p in transfer_dir.iterdir())
+    assert delivered == sorted(data for _, data in made)
+    # All six were handed over before the writer ran: one batch, one folder fsync.
+    assert synced == [str(transfer_dir)]
+
+
+async def test_in_a_batch_a_corrupted_message_fails_alone(
+    blobs: BlobStore, transfer_dir: Path
+) -> None:
+    """One bad blob is refused; the others of its batch are delivered, no temp file stays."""
+    made = await small_messages(blobs, 3)
+    corrupt(made[1][0])
+    destination = transfer(transfer_dir)
+
+    results = await asyncio.gather(
+        *(destination.deliver(item) for item, _ in made), return_exceptions=True
+    )
+
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], PermanentDeliveryError)
+    assert sorted(p.read_bytes() for p in transfer_dir.iterdir()) == sorted(
+        [made[0][1], made[2][1]]
+    )
+
+
+async def test_a_failing_folder_fsync_makes_the_small_delivery_transient(
+    blobs: BlobStore, transfer_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A linked file whose folder fsync failed is not counted as delivered."""
+
+    def broken(folder: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    [(item, _)] = await small_messages(blobs, 1)
+    monkeypatch.setattr(foldersync, "shared", FolderSync(broken))
+
+    with pytest.raises(TransientDeliveryError, match="Input/output error"):
+        await transfer(transfer_dir).deliver(item)
+    assert leftovers(transfer_dir) == []
 
 
 async def test_corrupted_blob_is_permanent_and_leaves_nothing(

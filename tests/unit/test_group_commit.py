@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from gateway.journal.group_commit import GroupCommit
+from gateway.group_commit import GroupCommit
 
 
 class Recorder:
@@ -91,3 +91,37 @@ async def test_batches_are_capped() -> None:
     await asyncio.gather(blocker, *tasks)
 
     assert recorder.batches == [[0], [2, 4], [6, 8], [10]]
+
+
+async def test_with_two_lanes_a_second_batch_is_written_while_the_first_is() -> None:
+    """``lanes`` batches may be in flight at once; the rest still pile up behind them."""
+    recorder = Recorder()
+    recorder.gate.clear()
+    commit = GroupCommit(recorder.write, lanes=2)
+    first = asyncio.create_task(commit.submit(0))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(commit.submit(2))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(commit.submit(i)) for i in (4, 6)]
+    await asyncio.sleep(0)
+
+    assert recorder.batches == [[0], [2]]  # both lanes busy, 4 and 6 wait
+    recorder.gate.set()
+    await asyncio.gather(first, second, *rest)
+    assert sorted(map(sorted, recorder.batches)) == [[0], [2], [4, 6]]
+
+
+async def test_a_lane_freed_by_a_finished_writer_is_used_again() -> None:
+    """After a writer ran out of work, the next submission starts a new one."""
+    recorder = Recorder()
+    commit = GroupCommit(recorder.write, lanes=1)
+
+    assert await commit.submit(2) == 20
+    assert await commit.submit(4) == 40
+    assert recorder.batches == [[2], [4]]
+
+
+def test_lanes_below_one_are_refused() -> None:
+    """Zero lanes would never write anything."""
+    with pytest.raises(ValueError, match="lanes must be at least 1"):
+        GroupCommit(Recorder().write, lanes=0)
