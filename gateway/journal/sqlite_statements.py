@@ -107,17 +107,31 @@ assert (DeliveryState.PENDING, DeliveryState.CLAIMED) == ("pending", "claimed")
 assert (ReceiptState.PENDING, ReceiptState.WAITING) == ("pending", "waiting")
 
 
+#: The last timestamp ``sqlite_time`` formatted and its text: a batch's rows share
+#: one ``now`` in several columns each, and formatting it was a seventh of the
+#: writer thread's time. One tuple, replaced whole, so threads never see half of it.
+_last_time: tuple[datetime, str] | None = None
+
+
 def sqlite_time(value: datetime | None) -> str | None:
     """A timestamp as SQLAlchemy's ``UTCDateTime`` stores it on SQLite (naive UTC text).
 
     Raises:
         ValueError: ``value`` is naive (journal timestamps are timezone-aware).
     """
+    global _last_time
     if value is None:
         return None
+    last = _last_time
+    # Equal aware datetimes are the same instant, so the same UTC text; a naive
+    # value never equals an aware one and falls through to the check below.
+    if last is not None and last[0] == value:
+        return last[1]
     if value.tzinfo is None:
         raise ValueError("journal timestamps must be timezone-aware")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    _last_time = (value, text)
+    return text
 
 
 def _parse_time(value: str) -> datetime:

@@ -319,7 +319,10 @@ def test_only_deliveries_the_killed_process_had_in_flight_are_redelivered(
     redelivered = {key: n for key, n in record.received.items() if n > 1}
 
     assert redelivered, "the kill cut no delivery at the receiver: nothing was redelivered"
-    assert len(redelivered) <= CONCURRENCY
+    # At most what the victim held leased: its running attempts plus the ones claimed
+    # ahead on SQLite (half as many again). A finished attempt frees its slot before
+    # its outcome is committed, so a claimed-ahead one may reach the receiver too.
+    assert len(redelivered) <= CONCURRENCY + CONCURRENCY // 2
     assert set(redelivered.values()) == {2}
     assert set(redelivered) <= expired
     assert {attempt.worker for _, attempt in record.attempts("lease_expired")} == {record.victim}

@@ -290,6 +290,16 @@ async def test_replay_of_unknown_message_is_not_found(journal: Journal) -> None:
         await journal.replay("nope")
 
 
+async def test_a_transaction_that_raised_leaves_the_journal_writing(journal: Journal) -> None:
+    """The failed transaction is rolled back; the next write goes through as usual."""
+    with pytest.raises(NotFound):
+        await journal.replay("nope")
+
+    accepted = await journal.accept(new_message(), ["dms"])
+
+    assert [m.id for m in await journal.list_messages()] == [accepted.message_id]
+
+
 async def test_list_filters_by_state_and_partner(journal: Journal) -> None:
     """Listing narrows by derived state and by sending partner."""
     delivered = await journal.accept(new_message(blob_sha256="1" * 64), ["dms"])

@@ -69,6 +69,22 @@ def test_a_naive_timestamp_is_refused() -> None:
         sqlite_time(datetime(2026, 11, 23, 12, 0))
 
 
+def test_a_naive_timestamp_is_refused_right_after_the_same_wall_time_aware() -> None:
+    """The remembered last timestamp never lets a naive one through."""
+    sqlite_time(NOON)
+
+    with pytest.raises(ValueError, match="timezone-aware"):
+        sqlite_time(NOON.replace(tzinfo=None))
+
+
+def test_the_same_instant_in_another_zone_gives_the_same_text() -> None:
+    """Formatting is by instant, whichever zone the value was given in."""
+    berlin = NOON.astimezone(timezone(timedelta(hours=1)))
+
+    assert sqlite_time(NOON) == sqlite_time(berlin) == "2026-11-23 12:00:00.000000"
+    assert sqlite_time(NOON + timedelta(microseconds=1)) == "2026-11-23 12:00:00.000001"
+
+
 def test_rows_inserted_on_the_driver_read_back_through_sqlalchemy(engine: Engine) -> None:
     """What the driver wrote is what SQLAlchemy reads: aware timestamps included."""
     statements = SqliteStatements(lambda due: due)
