@@ -205,3 +205,16 @@ class AussonderungRecord(_Frozen):
     kind: str
     detail: str
     at: datetime
+
+
+class PurgedProcess(_Frozen):
+    """A finished process the journal forgot (``ikz-gateway db purge``)."""
+
+    prozess_id: str
+    #: Messages deleted, with their deliveries, attempts, events and receipts.
+    messages: int
+    last_received_at: datetime
+    #: Bytes of small messages' content deleted from the journal.
+    content_bytes: int
+    #: SHA-256 of the contents no message in the journal refers to any more.
+    unreferenced_blobs: tuple[str, ...]

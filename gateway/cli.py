@@ -516,6 +516,80 @@ def db_upgrade(config_path: Path) -> None:
     click.echo(f"journal {config.storage.journal} is up to date")
 
 
+@db_group.command("purge")
+@_CONFIG_OPTION
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="Forget processes in which nothing happened for this many days.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list the processes that would be forgotten.")
+@click.option("--json", "as_json", is_flag=True)
+def db_purge(config_path: Path, days: float, dry_run: bool, as_json: bool) -> None:
+    """Forget finished processes older than N days: their messages, deliveries and history.
+
+    A process is finished when every delivery is delivered, no receipt is owed,
+    an Abgabe sent has its 0402 and an Aussonderung its 0506. Dead letters and
+    anything newer stay. Blob files are listed, not deleted.
+    """
+    from datetime import timedelta
+
+    from gateway import retention
+    from gateway.config import load_config
+    from gateway.journal.store import utcnow
+
+    config = load_config(config_path)
+    cutoff = utcnow() - timedelta(days=days)
+    report = _with_journal(
+        config_path,
+        lambda journal: retention.purge(
+            journal, own_kennung=config.node.behoerdenkennung, cutoff=cutoff, dry_run=dry_run
+        ),
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "cutoff": cutoff.isoformat(),
+                    "dry_run": dry_run,
+                    "finished": report.finished,
+                    "purged": [p.model_dump(mode="json") for p in report.purged],
+                    "messages": report.messages,
+                    "content_bytes": report.content_bytes,
+                    "unreferenced_blobs": report.unreferenced_blobs,
+                },
+                indent=2,
+            )
+        )
+        return
+    if dry_run:
+        click.echo(
+            f"{len(report.finished)} process(es) finished before {cutoff.isoformat()} "
+            "would be forgotten (dry run, nothing deleted):"
+        )
+        for key in report.finished:
+            click.echo(f"  {key}")
+        return
+    for purged in report.purged:
+        click.echo(
+            f"  forgot {purged.prozess_id}: {purged.messages} message(s), "
+            f"last received {purged.last_received_at.isoformat()}"
+        )
+    click.echo(
+        f"forgot {len(report.purged)} process(es) finished before {cutoff.isoformat()}: "
+        f"{report.messages} message(s), {report.content_bytes} bytes of content kept in the "
+        "journal"
+    )
+    if report.unreferenced_blobs:
+        click.echo(
+            f"{len(report.unreferenced_blobs)} content(s) no message refers to any more may "
+            f"have files under {config.storage.blobs / 'sha256'}; they are not deleted "
+            "(--json lists their SHA-256)"
+        )
+
+
 def _with_journal(config_path: Path, action: Any) -> Any:
     """Run ``action(journal)`` against the configured journal and close it."""
     from gateway.config import load_config

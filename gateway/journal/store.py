@@ -73,6 +73,7 @@ from contracts.journal import (
     MessageState,
     MessageView,
     NewMessage,
+    PurgedProcess,
     ReceiptState,
     ReceiptTask,
     ReceiptView,
@@ -86,7 +87,7 @@ from gateway.errors import (
     NotFound,
 )
 from gateway.group_commit import GroupCommit
-from gateway.journal import write_lock
+from gateway.journal import retention, write_lock
 from gateway.journal.sqlite_statements import SqliteStatements
 from gateway.journal.statements import Statements
 from gateway.journal.tables import (
@@ -1113,6 +1114,38 @@ class Journal:
             )
             for r in rows
         ]
+
+    # ------------------------------------------------------------------ retention
+
+    async def finished_processes(
+        self, *, own_kennung: str, cutoff: datetime, limit: int | None = 500
+    ) -> list[str]:
+        """Up to ``limit`` processes finished before ``cutoff``, oldest first (``retention``).
+
+        Args:
+            own_kennung: this node's Behördenkennung (its own 0401s wait for a 0402).
+            cutoff: nothing in a finished process happened at or after this time.
+            limit: most ProzessIDs returned (lower-cased); ``None``: all.
+        """
+        return await self._read(
+            lambda conn: retention.finished_processes(
+                conn, own_kennung=own_kennung, cutoff=cutoff, limit=limit
+            )
+        )
+
+    async def purge_process(
+        self, prozess_id: str, *, own_kennung: str, cutoff: datetime
+    ) -> PurgedProcess | None:
+        """Forget one finished process in one transaction; ``None`` if it is not finished.
+
+        The conditions are checked again in the deleting transaction: a message of
+        the process that arrived after ``finished_processes`` keeps it.
+        """
+        return await self._write(
+            lambda conn: retention.purge_process(
+                conn, prozess_id, own_kennung=own_kennung, cutoff=cutoff
+            )
+        )
 
     async def counts(self) -> dict[str, int]:
         """Number of deliveries per state."""

@@ -1,0 +1,125 @@
+"""``ikz-gateway db purge`` as an operator runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from contracts.journal import NewMessage
+from gateway.journal.store import Journal
+
+CONFIG = """
+[node]
+id = "kommune-b"
+behoerdenkennung = "060:4711"
+
+[storage]
+journal = "sqlite:///data/journal.db"
+blobs = "data/blobs"
+
+[destinations.out]
+type = "filesystem"
+directory = "out"
+
+[[routes]]
+empfaenger = "060:4711"
+destination = "out"
+"""
+
+#: Less than a second: the test waits that long after the delivery.
+OLDER_THAN_DAYS = "0.00001"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def delivered_message(folder: Path, prozess_id: str) -> None:
+    """Journal one received 0401 and record its delivery, as ``serve`` would have."""
+
+    async def work() -> None:
+        journal = Journal.from_url(f"sqlite:///{folder / 'data' / 'journal.db'}")
+        try:
+            await journal.upgrade()
+            data = f"<abgabe prozess='{prozess_id}'/>".encode()
+            message = NewMessage(
+                partner_id="kommune-a",
+                channel="http",
+                idempotency_key=None,
+                blob_sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                content_kind="message",
+                file_name=None,
+                prozess_id=prozess_id,
+                nachrichtentyp="0401",
+                message_element="Abgabe.Abgabe.0401",
+                xdomea_version="3.1.0",
+                absender="060:0815",
+                empfaenger="060:4711",
+            )
+            await journal.accept(message, ["out"], content=data)
+            for claim in await journal.claim("w1", limit=10, lease=timedelta(seconds=30)):
+                await journal.complete(claim, "w1")
+        finally:
+            await journal.close()
+
+    asyncio.run(work())
+
+
+def configured(tmp_path: Path) -> Path:
+    """The configuration file of Kommune B in ``tmp_path``."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG)
+    return config
+
+
+def test_a_dry_run_lists_the_finished_process_and_deletes_nothing(tmp_path: Path) -> None:
+    """The operator sees what would go; the journal keeps it."""
+    config = configured(tmp_path)
+    delivered_message(tmp_path, "P-DRY")
+    time.sleep(1)
+
+    result = run(
+        "db", "purge", "--config", str(config), "--older-than", OLDER_THAN_DAYS, "--dry-run"
+    )
+    status = run("status", "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    assert "1 process(es)" in result.stdout and "p-dry" in result.stdout
+    assert "Abgabe.Abgabe.0401" in status.stdout
+
+
+def test_purge_forgets_the_finished_process_and_says_what_went(tmp_path: Path) -> None:
+    """Messages and their history are gone; the JSON report names the process."""
+    config = configured(tmp_path)
+    delivered_message(tmp_path, "P-OLD")
+    time.sleep(1)
+
+    result = run("db", "purge", "--config", str(config), "--older-than", OLDER_THAN_DAYS, "--json")
+    status = run("status", "--config", str(config), "--json")
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [p["prozess_id"] for p in report["purged"]] == ["P-OLD"]
+    assert report["messages"] == 1 and report["content_bytes"] > 0
+    assert json.loads(status.stdout) == []
+
+
+def test_purge_without_an_age_is_refused_with_usage(tmp_path: Path) -> None:
+    """No default retention: forgetting needs an explicit age."""
+    config = configured(tmp_path)
+
+    result = run("db", "purge", "--config", str(config))
+
+    assert result.returncode == 2
+    assert "--older-than" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
