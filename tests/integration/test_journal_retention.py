@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import create_engine, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from contracts.journal import NewMessage, ReceiptState
 from gateway.journal.store import Journal, utcnow
+from gateway.journal.tables import inline_blobs, messages
 
 OWN = "060:4711"
 PARTNER = "060:0815"
@@ -211,3 +215,49 @@ async def test_a_process_that_got_a_new_message_meanwhile_is_not_deleted(
 
     assert await journal.purge_process(key, own_kennung=OWN, cutoff=cutoff) is None
     assert len(await journal.process(prozess_id)) == 2
+
+
+async def test_postgres_purge_waits_for_an_accept_of_the_same_content(postgres_url: str) -> None:
+    """An accept that found the content row and commits its message later keeps the content.
+
+    Without the purge's lock, the purge would look for references before that
+    accept commits, delete the content, and the new message would have none.
+    """
+    journal = Journal.from_url(postgres_url)
+    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        await accept(journal, "p-old")
+        await deliver_all(journal)
+        cutoff = later()
+        data = content("p-old", "0401")
+        sha = hashlib.sha256(data).hexdigest()
+        resent = new_message("p-new").model_copy(update={"blob_sha256": sha, "size": len(data)})
+        with engine.connect() as other:
+            # The other accept, halfway: content row written (it was there), message inserted.
+            other.execute(
+                pg_insert(inline_blobs).values(sha256=sha, content=data).on_conflict_do_nothing()
+            )
+            other.execute(insert(messages).values(message_row(resent)))
+            purging = asyncio.create_task(
+                journal.purge_process("p-old", own_kennung=OWN, cutoff=cutoff)
+            )
+            await asyncio.sleep(0.5)
+            assert not purging.done(), "the purge did not wait for the accept in flight"
+            other.commit()
+        purged = await purging
+
+        assert purged is not None and purged.unreferenced_blobs == ()
+        assert await journal.inline_content(sha) == data
+    finally:
+        engine.dispose()
+        await journal.close()
+
+
+def message_row(message: NewMessage) -> dict[str, object]:
+    """The ``messages`` row ``accept`` writes for ``message``."""
+    return {
+        "id": str(uuid.uuid4()),
+        "received_at": utcnow(),
+        "dedup_key": message.dedup_key,
+        **message.model_dump(),
+    }
