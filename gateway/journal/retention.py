@@ -15,7 +15,9 @@ A process is *finished* when nothing in it is still open or recent:
 * an Abgabe (0401) this node sent has its import confirmation (0402);
 * an Aussonderung (any 05xx message) has its archive's import confirmation (0506).
   One that ended without archiving (a 0502 valuing nothing for the archive) is
-  kept: telling it apart needs the 0502's content.
+  kept: telling it apart needs the 0502's content;
+* every message put into an XTA message box was closed by its partner (fetched
+  and acknowledged); the box entries and transport records go with the process.
 
 The check runs again inside the transaction that deletes the process, so a
 message of that ProzessID arriving meanwhile keeps it. Forgotten messages are
@@ -30,7 +32,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, not_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    column,
+    delete,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    table,
+)
 from sqlalchemy.engine import Connection
 
 from contracts.journal import DeliveryState, PurgedProcess, ReceiptState
@@ -52,6 +65,12 @@ _R = receipts.c
 _AB = abgaben.c
 _AR = aussonderung_records.c
 _IB = inline_blobs.c
+
+#: The XTA adapter's tables (``adapters.xta.msgbox``), which live in the journal's
+#: database: named here rather than imported, so the journal does not depend on an
+#: adapter.
+_box = table("xta_msgbox", column("message_id"), column("closed_at"))
+_transports = table("xta_transports", column("message_id"))
 
 #: The import confirmation of an Abgabe (0402) and of an Aussonderung (0506).
 _ABGABE_CONFIRMED = "0402"
@@ -84,6 +103,12 @@ def _finished(key: Any, own_kennung: str, cutoff: datetime) -> ColumnElement[boo
         func.lower(_AB.prozess_id) == key,
         or_(_AB.state.in_([AbgabeState.STARTING, AbgabeState.OPEN]), _AB.updated_at >= cutoff),
     )
+    mb = messages.alias()
+    open_or_recent_box_entry = exists().where(
+        func.lower(mb.c.prozess_id) == key,
+        _box.c.message_id == mb.c.id,
+        or_(_box.c.closed_at.is_(None), _box.c.closed_at >= cutoff),
+    )
     recent_aussonderung_record = exists().where(func.lower(_AR.prozess_id) == key, _AR.at >= cutoff)
 
     def has(condition: Callable[[Any], ColumnElement[bool]]) -> ColumnElement[bool]:
@@ -106,6 +131,7 @@ def _finished(key: Any, own_kennung: str, cutoff: datetime) -> ColumnElement[boo
             open_or_recent_receipt,
             open_or_recent_abgabe,
             recent_aussonderung_record,
+            open_or_recent_box_entry,
             own_abgabe_unconfirmed,
             aussonderung_unconfirmed,
         )
@@ -168,6 +194,8 @@ def purge_process(
     conn.execute(delete(deliveries).where(_D.message_id.in_(ids)))
     conn.execute(delete(abgaben).where(func.lower(_AB.prozess_id) == key))
     conn.execute(delete(aussonderung_records).where(func.lower(_AR.prozess_id) == key))
+    conn.execute(delete(_box).where(_box.c.message_id.in_(ids)))
+    conn.execute(delete(_transports).where(_transports.c.message_id.in_(ids)))
     conn.execute(delete(messages).where(_M.id.in_(ids)))
     # Content another process's message still refers to stays (identical content is
     # kept once, in the journal and in the blob store).

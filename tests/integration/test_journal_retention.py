@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from adapters.xta.msgbox import MsgBoxStore, box_message_id
 from contracts.journal import NewMessage, ReceiptState
 from gateway.journal.store import Journal, utcnow
 from gateway.journal.tables import inline_blobs, messages
@@ -261,3 +262,42 @@ def message_row(message: NewMessage) -> dict[str, object]:
         "dedup_key": message.dedup_key,
         **message.model_dump(),
     }
+
+
+async def test_a_message_waiting_in_an_xta_box_keeps_its_process(
+    journal: Journal, journal_url: str, prozess_id: str
+) -> None:
+    """Delivered into a box is not yet fetched: the process goes once the partner closed it."""
+    message_id = await accept(journal, prozess_id)
+    await deliver_all(journal)
+    box = MsgBoxStore.from_url(journal_url)
+    try:
+        message = new_message(prozess_id)
+        await box.put(
+            "fachverfahren",
+            message_id=message_id,
+            blob_sha256=message.blob_sha256,
+            size=message.size,
+            content_kind="message",
+            file_name=None,
+            nachrichtentyp="0401",
+            prozess_id=prozess_id,
+        )
+        assert await purge(journal, later()) == []
+
+        await box.close_entries("fachverfahren", [box_message_id(message_id)])
+
+        assert await purge(journal, later()) == [prozess_id]
+        assert box_rows(journal_url) == 0
+    finally:
+        await box.close()
+
+
+def box_rows(journal_url: str) -> int:
+    """Rows in the XTA message box table, read straight from the database."""
+    engine = create_engine(journal_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT count(*) FROM xta_msgbox").scalar_one())
+    finally:
+        engine.dispose()
