@@ -44,6 +44,10 @@ _BUFFER = 1024 * 1024
 #: A loose staged upload nobody wrote to for this long belongs to a process that died.
 STALE_UPLOAD_SECONDS = 3600.0
 _LOCK = ".lock"
+#: In the root: held shared by every open store (all processes), exclusively by
+#: ``gateway.blob_prune`` while it deletes. So files are pruned only while no store
+#: is open on the root, and no store opens while they are.
+PRUNE_LOCK = ".prune.lock"
 #: Temporary names of ``store``: unique within the store's own staging folder, which
 #: no other store writes to (cheaper than a random name per blob).
 _STORE_NAMES = itertools.count()
@@ -53,6 +57,12 @@ class BlobTooLarge(GatewayError):
     """The content exceeds the configured size limit."""
 
     kind = "too-large"
+
+
+class BlobStoreBusy(GatewayError):
+    """The blob store is being pruned (``ikz-gateway blobs prune``), or is in use by a prune."""
+
+    kind = "blob-store-busy"
 
 
 class BlobCorrupted(GatewayError):
@@ -96,11 +106,18 @@ class BlobStore:
         self._addressed = root / "sha256"
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._addressed.mkdir(exist_ok=True)
+        shared = _share_prune_lock(root / PRUNE_LOCK)
         self._staging = self._tmp / uuid.uuid4().hex
-        self._staging.mkdir()
-        fd = _hold_lock(self._staging / _LOCK)
-        # A store dropped without close() still releases its lock when collected.
-        self._release = weakref.finalize(self, os.close, fd) if fd is not None else None
+        try:
+            self._staging.mkdir()
+            fd = _hold_lock(self._staging / _LOCK)
+        except BaseException:
+            if shared is not None:
+                os.close(shared)
+            raise
+        held = [f for f in (shared, fd) if f is not None]
+        # A store dropped without close() still releases its locks when collected.
+        self._release = weakref.finalize(self, _close_all, held) if held else None
 
     def close(self) -> None:
         """Release this store's staging folder (removed when no upload is left in it)."""
@@ -298,6 +315,32 @@ class BlobStore:
                 entry.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _share_prune_lock(path: Path) -> int | None:
+    """Hold ``path`` shared (None without flock).
+
+    Raises:
+        BlobStoreBusy: a prune holds it.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    if fcntl is None:
+        os.close(fd)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise BlobStoreBusy(
+            f"the blob store {path.parent} is being pruned (ikz-gateway blobs prune); "
+            "start again once that has finished"
+        ) from None
+    return fd
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def _hold_lock(path: Path) -> int | None:

@@ -532,7 +532,7 @@ def db_purge(config_path: Path, days: float, dry_run: bool, as_json: bool) -> No
 
     A process is finished when every delivery is delivered, no receipt is owed,
     an Abgabe sent has its 0402 and an Aussonderung its 0506. Dead letters and
-    anything newer stay. Blob files are listed, not deleted.
+    anything newer stay. Blob files stay until 'blobs prune'.
     """
     from datetime import timedelta
 
@@ -585,9 +585,54 @@ def db_purge(config_path: Path, days: float, dry_run: bool, as_json: bool) -> No
     if report.unreferenced_blobs:
         click.echo(
             f"{len(report.unreferenced_blobs)} content(s) no message refers to any more may "
-            f"have files under {config.storage.blobs / 'sha256'}; they are not deleted "
-            "(--json lists their SHA-256)"
+            f"have files under {config.storage.blobs / 'sha256'}: with every gateway on it "
+            "stopped, 'ikz-gateway blobs prune' removes them"
         )
+
+
+@cli.group("blobs")
+def blobs_group() -> None:
+    """Manage the blob store."""
+
+
+@blobs_group.command("prune")
+@_CONFIG_OPTION
+@click.option("--dry-run", is_flag=True, help="Only list the files that would be removed.")
+@click.option("--json", "as_json", is_flag=True)
+def blobs_prune(config_path: Path, dry_run: bool, as_json: bool) -> None:
+    """Remove content files no message refers to any more (after db purge).
+
+    Runs only while no gateway has the blob store open: stop every serve using
+    it first. A gateway started while the prune runs refuses to start until it
+    has finished.
+    """
+    from gateway import blob_prune
+    from gateway.config import load_config
+
+    config = load_config(config_path)
+    report = _with_journal(
+        config_path,
+        lambda journal: blob_prune.prune(journal, config.storage.blobs, dry_run=dry_run),
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "dry_run": dry_run,
+                    "checked": report.checked,
+                    "removed": report.removed,
+                    "removed_bytes": report.removed_bytes,
+                },
+                indent=2,
+            )
+        )
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {len(report.removed)} of {report.checked} content file(s) in "
+        f"{config.storage.blobs}, {report.removed_bytes} bytes"
+        + (" (dry run, nothing deleted)" if dry_run else "")
+    )
 
 
 def _with_journal(config_path: Path, action: Any) -> Any:

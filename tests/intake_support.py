@@ -26,6 +26,7 @@ from contracts.config import (
     StorageConfig,
 )
 from contracts.xdomea import Behoerdenkennung, Kontakt
+from gateway.blobs import PRUNE_LOCK
 from gateway.config import token_digest
 from gateway.demo_data import KOMMUNE_A, KOMMUNE_B, simple_pdf
 
@@ -134,5 +135,6 @@ async def chunks_of(data: bytes, size: int = 4096) -> AsyncIterator[bytes]:
 
 
 def blob_files(root: Path) -> list[Path]:
-    """Every file in a blob store: staged uploads and committed blobs (not staging locks)."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != ".lock")
+    """Every file in a blob store: staged uploads and committed blobs (not its lock files)."""
+    locks = {".lock", PRUNE_LOCK}
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name not in locks)

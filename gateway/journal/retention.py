@@ -13,9 +13,11 @@ A process is *finished* when nothing in it is still open or recent:
 * no receipt this gateway owes is still waiting or pending;
 * no Abgabe this node started is still starting or open;
 * an Abgabe (0401) this node sent has its import confirmation (0402);
-* an Aussonderung (any 05xx message) has its archive's import confirmation (0506).
-  One that ended without archiving (a 0502 valuing nothing for the archive) is
-  kept: telling it apart needs the 0502's content;
+* an Aussonderung (any 05xx message) has its archive's import confirmation
+  (0506), or ended without archiving: its 0502 was delivered (the engine took it)
+  and no 0503 followed, because the archive valued nothing for archiving (the
+  engine sends the 0503, or carries out the DMS actions and ends, while it takes
+  the 0502; a 0502 it refused is a dead letter, which keeps the process anyway);
 * every message put into an XTA message box was closed by its partner (fetched
   and acknowledged); the box entries and transport records go with the process.
 
@@ -28,7 +30,7 @@ partner's resend window).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -69,7 +71,7 @@ _IB = inline_blobs.c
 #: The XTA adapter's tables (``adapters.xta.msgbox``), which live in the journal's
 #: database: named here rather than imported, so the journal does not depend on an
 #: adapter.
-_box = table("xta_msgbox", column("message_id"), column("closed_at"))
+_box = table("xta_msgbox", column("message_id"), column("closed_at"), column("blob_sha256"))
 _transports = table("xta_transports", column("message_id"))
 
 #: The import confirmation of an Abgabe (0402) and of an Aussonderung (0506).
@@ -120,9 +122,13 @@ def _finished(key: Any, own_kennung: str, cutoff: datetime) -> ColumnElement[boo
         has(lambda c: and_(c.nachrichtentyp == "0401", c.absender == own_kennung)),
         not_(has(lambda c: c.nachrichtentyp == _ABGABE_CONFIRMED)),
     )
+    ended_without_archiving = and_(
+        has(lambda c: c.nachrichtentyp == "0502"), not_(has(lambda c: c.nachrichtentyp == "0503"))
+    )
     aussonderung_unconfirmed = and_(
         has(lambda c: c.nachrichtentyp.like("05%")),
         not_(has(lambda c: c.nachrichtentyp == _AUSSONDERUNG_CONFIRMED)),
+        not_(ended_without_archiving),
     )
     return not_(
         or_(
@@ -222,3 +228,17 @@ def purge_process(
         content_bytes=freed,
         unreferenced_blobs=tuple(unreferenced),
     )
+
+
+def referenced_contents(conn: Connection, shas: Sequence[str]) -> set[str]:
+    """Which of ``shas`` a message or an XTA box entry still refers to."""
+    wanted = list(shas)
+    found = set(
+        conn.execute(select(_M.blob_sha256).where(_M.blob_sha256.in_(wanted)).distinct()).scalars()
+    )
+    found.update(
+        conn.execute(
+            select(_box.c.blob_sha256).where(_box.c.blob_sha256.in_(wanted)).distinct()
+        ).scalars()
+    )
+    return found

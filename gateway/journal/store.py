@@ -1147,6 +1147,10 @@ class Journal:
             )
         )
 
+    async def referenced_contents(self, shas: Sequence[str]) -> set[str]:
+        """Which of ``shas`` a message or an XTA box entry still refers to (``blobs prune``)."""
+        return await self._read(lambda conn: retention.referenced_contents(conn, shas))
+
     async def counts(self) -> dict[str, int]:
         """Number of deliveries per state."""
         rows = await self._read(

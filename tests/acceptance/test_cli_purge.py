@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from contracts.journal import NewMessage
+from gateway.blobs import BlobStore
 from gateway.journal.store import Journal
 
 CONFIG = """
@@ -43,8 +44,11 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def delivered_message(folder: Path, prozess_id: str) -> None:
-    """Journal one received 0401 and record its delivery, as ``serve`` would have."""
+def delivered_message(folder: Path, prozess_id: str, *, as_file: bool = False) -> None:
+    """Journal one received 0401 and record its delivery, as ``serve`` would have.
+
+    ``as_file``: its content in the blob store, not in the journal.
+    """
 
     async def work() -> None:
         journal = Journal.from_url(f"sqlite:///{folder / 'data' / 'journal.db'}")
@@ -66,7 +70,15 @@ def delivered_message(folder: Path, prozess_id: str) -> None:
                 absender="060:0815",
                 empfaenger="060:4711",
             )
-            await journal.accept(message, ["out"], content=data)
+            if as_file:
+                blobs = BlobStore(folder / "data" / "blobs")
+                try:
+                    await blobs.store(data, message.blob_sha256)
+                finally:
+                    blobs.close()
+                await journal.accept(message, ["out"])
+            else:
+                await journal.accept(message, ["out"], content=data)
             for claim in await journal.claim("w1", limit=10, lease=timedelta(seconds=30)):
                 await journal.complete(claim, "w1")
         finally:
@@ -122,4 +134,40 @@ def test_purge_without_an_age_is_refused_with_usage(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "--older-than" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def content_files(folder: Path) -> list[Path]:
+    """The content files in the blob store of the gateway in ``folder``."""
+    return [p for p in (folder / "data" / "blobs" / "sha256").rglob("*") if p.is_file()]
+
+
+def test_blobs_prune_removes_the_files_of_forgotten_processes(tmp_path: Path) -> None:
+    """After db purge, the content file is left; blobs prune removes it."""
+    config = configured(tmp_path)
+    delivered_message(tmp_path, "P-FILE", as_file=True)
+    time.sleep(1)
+    assert len(content_files(tmp_path)) == 1
+
+    purged = run("db", "purge", "--config", str(config), "--older-than", OLDER_THAN_DAYS)
+    pruned = run("blobs", "prune", "--config", str(config))
+
+    assert purged.returncode == 0, purged.stderr
+    assert "'ikz-gateway blobs prune' removes them" in purged.stdout
+    assert pruned.returncode == 0, pruned.stderr
+    assert "removed 1 of 1 content file(s)" in pruned.stdout
+    assert content_files(tmp_path) == []
+
+
+def test_blobs_prune_refuses_while_the_store_is_open_and_exits_2(tmp_path: Path) -> None:
+    """A gateway holding the store open: the operator is told to stop it, nothing goes."""
+    config = configured(tmp_path)
+    running = BlobStore(tmp_path / "data" / "blobs")
+    try:
+        result = run("blobs", "prune", "--config", str(config))
+    finally:
+        running.close()
+
+    assert result.returncode == 2
+    assert "stop every 'serve' using it" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr

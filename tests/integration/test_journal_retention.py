@@ -176,6 +176,29 @@ async def test_an_aussonderung_waits_for_the_archives_import_confirmation(
     assert await purge(journal, later()) == [prozess_id]
 
 
+async def test_an_aussonderung_that_ended_without_archiving_is_finished(
+    journal: Journal, prozess_id: str
+) -> None:
+    """A 0502 taken by the engine with no 0503 after it: the archive wanted nothing."""
+    await accept(journal, prozess_id, "0501", absender=OWN)
+    await accept(journal, prozess_id, "0502", absender=PARTNER)
+    await deliver_all(journal)
+
+    assert await purge(journal, later()) == [prozess_id]
+
+
+async def test_an_aussonderung_whose_0503_is_not_confirmed_is_kept(
+    journal: Journal, prozess_id: str
+) -> None:
+    """After the 0502 the 0503 went out: the process waits for the 0506."""
+    await accept(journal, prozess_id, "0501", absender=OWN)
+    await accept(journal, prozess_id, "0502", absender=PARTNER)
+    await accept(journal, prozess_id, "0503", absender=OWN)
+    await deliver_all(journal)
+
+    assert await purge(journal, later()) == []
+
+
 async def test_content_another_process_refers_to_is_kept(journal: Journal) -> None:
     """Identical content is kept once: forgetting one process leaves the other's bytes."""
     first, second = new_message("p-first"), new_message("p-second")

@@ -16,7 +16,7 @@ from contracts.config import HttpConfig, PartnerConfig, ServerTlsConfig
 from gateway import tls
 from gateway.journal.store import Journal
 from tests.certs import CertAuthority, Credential
-from tests.intake_support import container
+from tests.intake_support import blob_files, container
 from tests.xta_support import (
     NS,
     Client,
@@ -141,7 +141,7 @@ async def test_oversized_attachment_is_refused_and_nothing_is_kept(tmp_path: Pat
     assert _fault(raised.value) == ("ParameterIsNotValidException", "9023")
     assert "exceeds this gateway's XTA limit of 1000 bytes" in raised.value.message
     assert journaled == 0
-    assert not [p for p in (tmp_path / "blobs").rglob("*") if p.is_file() and p.name != ".lock"]
+    assert not blob_files(tmp_path / "blobs")
 
 
 async def test_non_xdomea_payload_is_a_schema_violation(tmp_path: Path) -> None:
