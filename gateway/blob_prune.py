@@ -22,14 +22,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.blobs import PRUNE_LOCK
+from gateway.blobs import take_prune_lock
 from gateway.errors import GatewayError
 from gateway.journal.store import Journal
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 #: Files looked up in the journal per query.
@@ -86,18 +81,16 @@ async def _prune_batch(journal: Journal, batch: list[Path], report: PruneReport)
 
 def _exclusive(root: Path) -> int:
     """Hold the prune lock exclusively; its descriptor."""
-    if fcntl is None:  # pragma: no cover - Windows
-        raise BlobStoreInUse("pruning blob files needs flock, which this system lacks")
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / PRUNE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = take_prune_lock(root, exclusive=True)
     except BlockingIOError:
-        os.close(fd)
         raise BlobStoreInUse(
             f"the blob store {root} is in use (a running gateway or command has it open); "
             "stop every 'serve' using it, then run 'ikz-gateway blobs prune' again"
         ) from None
+    if fd is None:  # pragma: no cover - Windows
+        raise BlobStoreInUse("pruning blob files needs flock, which this system lacks")
     return fd
 
 

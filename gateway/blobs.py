@@ -106,7 +106,7 @@ class BlobStore:
         self._addressed = root / "sha256"
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._addressed.mkdir(exist_ok=True)
-        shared = _share_prune_lock(root / PRUNE_LOCK)
+        shared = _share_prune_lock(root)
         self._staging = self._tmp / uuid.uuid4().hex
         try:
             self._staging.mkdir()
@@ -317,25 +317,37 @@ class BlobStore:
         return removed
 
 
-def _share_prune_lock(path: Path) -> int | None:
-    """Hold ``path`` shared (None without flock).
+def take_prune_lock(root: Path, *, exclusive: bool) -> int | None:
+    """Take ``root/PRUNE_LOCK`` without waiting; its descriptor (None without flock).
 
     Raises:
-        BlobStoreBusy: a prune holds it.
+        BlockingIOError: it is held in a mode that conflicts.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(root / PRUNE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     if fcntl is None:
         os.close(fd)
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
+
+
+def _share_prune_lock(root: Path) -> int | None:
+    """Hold the prune lock shared, as every open store does.
+
+    Raises:
+        BlobStoreBusy: a prune holds it.
+    """
+    try:
+        return take_prune_lock(root, exclusive=False)
+    except BlockingIOError:
         raise BlobStoreBusy(
-            f"the blob store {path.parent} is being pruned (ikz-gateway blobs prune); "
+            f"the blob store {root} is being pruned (ikz-gateway blobs prune); "
             "start again once that has finished"
         ) from None
-    return fd
 
 
 def _close_all(fds: list[int]) -> None:

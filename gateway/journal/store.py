@@ -33,8 +33,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -1607,28 +1608,28 @@ def _sqlite_engine(path: str, *, begin: str) -> Engine:
     return engine
 
 
-def _run_transaction(engine: Engine, transaction: Transaction[T]) -> T:
-    """Run one transaction function (in the calling thread), errors translated."""
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    """Database errors inside raised as ``_translated`` says (outages as ``JournalUnavailable``)."""
     try:
-        with engine.begin() as conn:
-            return transaction(conn)
+        yield
     except DBAPIError as exc:
         translated = _translated(exc)
         if translated is exc:
             raise
         raise translated from exc
+
+
+def _run_transaction(engine: Engine, transaction: Transaction[T]) -> T:
+    """Run one transaction function (in the calling thread), errors translated."""
+    with _translated_errors(), engine.begin() as conn:
+        return transaction(conn)
 
 
 def _run_on(conn: Connection, transaction: Transaction[T]) -> T:
     """``_run_transaction`` on a connection the caller keeps open."""
-    try:
-        with conn.begin():
-            return transaction(conn)
-    except DBAPIError as exc:
-        translated = _translated(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
+    with _translated_errors(), conn.begin():
+        return transaction(conn)
 
 
 class PostgresJournal(Journal):
@@ -1662,18 +1663,13 @@ class PostgresJournal(Journal):
         raise AssertionError("unreachable")
 
     async def _write_once(self, transaction: Transaction[T], durable: bool) -> T:
-        try:
+        with _translated_errors():
             async with self._engine.begin() as conn:
                 if not durable:
                     # The commit does not wait for the WAL flush; a server crash may lose
                     # it (only ever a claim or an outcome: the delivery is repeated).
                     await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 return await conn.run_sync(transaction)
-        except DBAPIError as exc:
-            translated = _translated(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
 
     async def close(self) -> None:
         """Finish pending writes and release all connections."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import subprocess
 import sys
@@ -11,9 +10,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from contracts.journal import NewMessage
 from gateway.blobs import BlobStore
 from gateway.journal.store import Journal
+from tests.journal_support import journal_record
 
 CONFIG = """
 [node]
@@ -55,21 +54,7 @@ def delivered_message(folder: Path, prozess_id: str, *, as_file: bool = False) -
         try:
             await journal.upgrade()
             data = f"<abgabe prozess='{prozess_id}'/>".encode()
-            message = NewMessage(
-                partner_id="kommune-a",
-                channel="http",
-                idempotency_key=None,
-                blob_sha256=hashlib.sha256(data).hexdigest(),
-                size=len(data),
-                content_kind="message",
-                file_name=None,
-                prozess_id=prozess_id,
-                nachrichtentyp="0401",
-                message_element="Abgabe.Abgabe.0401",
-                xdomea_version="3.1.0",
-                absender="060:0815",
-                empfaenger="060:4711",
-            )
+            message = journal_record(data, prozess_id=prozess_id)
             if as_file:
                 blobs = BlobStore(folder / "data" / "blobs")
                 try:

@@ -15,25 +15,12 @@ from gateway.blob_prune import BlobStoreInUse, prune
 from gateway.blobs import BlobStore, BlobStoreBusy
 from gateway.journal.store import Journal
 from tests.delivery_support import put_blob
+from tests.journal_support import journal_record
 
 
 def referring(sha256: str, size: int) -> NewMessage:
     """A message whose content is the blob ``sha256``."""
-    return NewMessage(
-        partner_id="kommune-a",
-        channel="http",
-        idempotency_key=None,
-        blob_sha256=sha256,
-        size=size,
-        content_kind="container",
-        file_name=None,
-        prozess_id=f"p-{sha256[:8]}",
-        nachrichtentyp="0401",
-        message_element="Abgabe.Abgabe.0401",
-        xdomea_version="3.1.0",
-        absender="060:0815",
-        empfaenger="060:4711",
-    )
+    return journal_record(b"", blob_sha256=sha256, size=size, content_kind="container")
 
 
 async def stored(root: Path, *contents: bytes) -> list[str]:

@@ -15,6 +15,7 @@ from adapters.xta.msgbox import MsgBoxStore, box_message_id
 from contracts.journal import NewMessage, ReceiptState
 from gateway.journal.store import Journal, utcnow
 from gateway.journal.tables import inline_blobs, messages
+from tests.journal_support import journal_record
 
 OWN = "060:4711"
 PARTNER = "060:0815"
@@ -23,19 +24,11 @@ LEASE = timedelta(seconds=30)
 
 def new_message(prozess_id: str, typ: str = "0401", *, absender: str = PARTNER) -> NewMessage:
     """A small message of ``prozess_id`` with content of its own (see ``content``)."""
-    data = content(prozess_id, typ)
-    return NewMessage(
-        partner_id="kommune-a",
-        channel="http",
-        idempotency_key=None,
-        blob_sha256=hashlib.sha256(data).hexdigest(),
-        size=len(data),
-        content_kind="message",
-        file_name=None,
+    return journal_record(
+        content(prozess_id, typ),
         prozess_id=prozess_id,
         nachrichtentyp=typ,
         message_element=f"Nachricht.{typ}",
-        xdomea_version="3.1.0",
         absender=absender,
         empfaenger=OWN if absender != OWN else PARTNER,
     )
