@@ -793,6 +793,16 @@ class ProcessesConfig(_Strict):
     on_completed: Literal["record", "mark-abgegeben"] = "record"
 
 
+class RetentionConfig(_Strict):
+    """``[retention]``: forget finished processes automatically (``db purge`` inside ``serve``)."""
+
+    #: Forget processes finished, with nothing happening in them, this many days ago.
+    #: Unset (the default): keep everything until an operator runs ``db purge``.
+    purge_after_days: float | None = Field(default=None, gt=0)
+    #: How often ``serve`` looks for such processes (first a minute after start).
+    interval_hours: float = Field(default=24.0, gt=0)
+
+
 class OperatorConfig(_Strict):
     """``[operator]``: the credential of this node's own operator on the HTTP API.
 
@@ -854,6 +864,7 @@ class GatewayConfig(_Strict):
     http: HttpConfig = HttpConfig()
     worker: WorkerConfig = WorkerConfig()
     processes: ProcessesConfig = ProcessesConfig()
+    retention: RetentionConfig = RetentionConfig()
     #: This node's own DMS: ``abgabe start``, ``aussonderung start`` and their DMS actions.
     dms: NodeDmsConfig | None = None
     #: The operator's API credential (``POST /v1/abgaben``); none = only the CLI starts.

@@ -27,7 +27,7 @@ from aiohttp import web
 from adapters.dms.destination import build_port
 from contracts.config import ArchiveConfig, GatewayConfig, PartnerConfig
 from contracts.journal import Accepted, NewMessage
-from gateway import tls, xta
+from gateway import retention, tls, xta
 from gateway.abgabe import CompletionRunner, Started, check_startable
 from gateway.abgabe import start as abgabe_start
 from gateway.api import create_api
@@ -132,6 +132,20 @@ async def build_app(
         # (an intake-only replica) leaves them to the processes that have them.
         app.cleanup_ctx.append(_background(producer.run, "receipts"))
         app.cleanup_ctx.append(_background(completion.run, "abgabe-completion"))
+    if workers and watchers and config.retention.purge_after_days is not None:
+        # One process of several purges (each purge re-checks in its own transaction,
+        # so two would only do the same work twice).
+        app.cleanup_ctx.append(
+            _background(
+                lambda stop: retention.run_periodically(
+                    journal,
+                    config.retention,
+                    own_kennung=config.node.behoerdenkennung,
+                    stop=stop,
+                ),
+                "retention",
+            )
+        )
     for folder in config.dropfolders if watchers else ():
         watcher = DropFolder(folder, config, intake)
         app.cleanup_ctx.append(_background(watcher.run, f"dropfolder:{folder.directory}"))

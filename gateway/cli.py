@@ -445,6 +445,14 @@ def config_check(path: Path) -> None:
     click.echo(f"  journal      {config.storage.journal}")
     click.echo(f"  blobs        {config.storage.blobs}")
     click.echo(f"  http         {config.http.host}:{config.http.port}{_tls_summary(config)}")
+    retention = config.retention
+    if retention.purge_after_days is None:
+        click.echo("  retention    keep everything (db purge forgets finished processes)")
+    else:
+        click.echo(
+            f"  retention    forget processes finished {retention.purge_after_days:g} days ago, "
+            f"checked every {retention.interval_hours:g} h"
+        )
     for partner in config.partners:
         click.echo(
             f"  partner      {partner.id} ({partner.behoerdenkennung}){_credentials(partner)}"

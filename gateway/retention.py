@@ -10,11 +10,19 @@ be about to refer to identical content again).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import structlog
+
+from contracts.config import RetentionConfig
 from contracts.journal import PurgedProcess
-from gateway.journal.store import Journal
+from gateway.errors import JournalError
+from gateway.journal.store import Journal, utcnow
+
+log = structlog.get_logger(__name__)
 
 #: Finished processes listed per round.
 BATCH = 500
@@ -83,3 +91,48 @@ async def purge(
                 kept.add(key)
             else:
                 report.purged.append(purged)
+
+
+async def run_periodically(
+    journal: Journal,
+    config: RetentionConfig,
+    *,
+    own_kennung: str,
+    stop: asyncio.Event,
+    first_after_seconds: float = 60.0,
+) -> None:
+    """Purge as ``[retention]`` says until ``stop`` is set (``serve``'s background task).
+
+    The first purge runs ``first_after_seconds`` after start (a gateway restarted
+    more often than ``interval_hours`` still purges), then every ``interval_hours``.
+    A journal that cannot be reached is tried again at the next turn.
+    """
+    if config.purge_after_days is None:
+        return
+    age = timedelta(days=config.purge_after_days)
+    wait = first_after_seconds
+    while not await _stopped(stop, wait):
+        wait = config.interval_hours * 3600
+        try:
+            report = await purge(journal, own_kennung=own_kennung, cutoff=utcnow() - age)
+        except JournalError as exc:
+            log.warning("retention_purge_failed", error=str(exc))
+            continue
+        except Exception as exc:  # a bug must not end the task: the next turn tries again
+            log.error("retention_purge_failed", exc_info=exc)
+            continue
+        if report.purged:
+            log.info(
+                "retention_purged",
+                processes=len(report.purged),
+                messages=report.messages,
+                content_bytes=report.content_bytes,
+                unreferenced_blobs=len(report.unreferenced_blobs),
+            )
+
+
+async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` or until ``stop`` is set; whether it was."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()

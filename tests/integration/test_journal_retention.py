@@ -12,9 +12,11 @@ from sqlalchemy import create_engine, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from adapters.xta.msgbox import MsgBoxStore, box_message_id
+from contracts.config import RetentionConfig
 from contracts.journal import NewMessage, ReceiptState
 from gateway.journal.store import Journal, utcnow
 from gateway.journal.tables import inline_blobs, messages
+from gateway.retention import run_periodically
 from tests.journal_support import journal_record
 
 OWN = "060:4711"
@@ -317,3 +319,43 @@ def box_rows(journal_url: str) -> int:
             return int(conn.exec_driver_sql("SELECT count(*) FROM xta_msgbox").scalar_one())
     finally:
         engine.dispose()
+
+
+async def test_serve_purges_on_its_own_when_retention_is_configured(
+    journal: Journal, prozess_id: str
+) -> None:
+    """``[retention] purge_after_days``: the background task forgets finished processes."""
+    await accept(journal, prozess_id)
+    await deliver_all(journal)
+    await asyncio.sleep(0.2)
+    config = RetentionConfig(purge_after_days=0.1 / 86400, interval_hours=1)
+    stop = asyncio.Event()
+
+    task = asyncio.create_task(
+        run_periodically(journal, config, own_kennung=OWN, stop=stop, first_after_seconds=0)
+    )
+    for _ in range(100):
+        if not await journal.process(prozess_id):
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+    assert await journal.process(prozess_id) == []
+
+
+async def test_without_retention_configured_nothing_is_purged(
+    journal: Journal, prozess_id: str
+) -> None:
+    """The default keeps everything: the task ends at once and deletes nothing."""
+    await accept(journal, prozess_id)
+    await deliver_all(journal)
+
+    await asyncio.wait_for(
+        run_periodically(
+            journal, RetentionConfig(), own_kennung=OWN, stop=asyncio.Event(), first_after_seconds=0
+        ),
+        5,
+    )
+
+    assert len(await journal.process(prozess_id)) == 1

@@ -91,6 +91,10 @@ def test_token_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mon
             ('journal = "sqlite:///data/journal.db"', 'journal = "mysql://x"'),
             r"storage\.journal: 'mysql://x' is not a supported journal URL",
         ),
+        (
+            ("[storage]", "[retention]\npurge_after_days = 0\n\n[storage]"),
+            r"retention\.purge_after_days: .*greater than 0",
+        ),
     ],
 )
 def test_mistakes_are_explained_with_file_and_key(
