@@ -10,29 +10,21 @@ import pytest
 from contracts.journal import Claim, DeliveryState, MessageState, NewMessage, ReceiptState
 from gateway.errors import IdempotencyConflict, JournalUnavailable, LeaseLost, NotFound
 from gateway.journal.store import Journal, utcnow
+from tests.journal_support import journal_record
 
 LEASE = timedelta(seconds=30)
 
 
 def new_message(**changes: object) -> NewMessage:
-    """A journal record as intake would hand it over."""
+    """A journal record as intake would hand it over (a container, one fixed ProzessID)."""
     values: dict[str, object] = {
-        "partner_id": "kommune-a",
-        "channel": "http",
-        "idempotency_key": None,
         "blob_sha256": "a" * 64,
         "size": 1234,
         "content_kind": "container",
-        "file_name": None,
         "prozess_id": "0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9",
-        "nachrichtentyp": "0401",
-        "message_element": "Abgabe.Abgabe.0401",
-        "xdomea_version": "3.1.0",
-        "absender": "060:0815",
-        "empfaenger": "060:4711",
     }
     values.update(changes)
-    return NewMessage.model_validate(values)
+    return journal_record(b"", **values)
 
 
 async def claim_one(journal: Journal, worker: str = "w1", *, lease: timedelta = LEASE) -> Claim:
