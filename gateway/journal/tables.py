@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
     literal_column,
 )
 from sqlalchemy.engine import Dialect
@@ -70,11 +71,11 @@ messages = Table(
     Column("channel", String(20), nullable=False),
     Column("idempotency_key", String(200)),
     Column("dedup_key", String(64), nullable=False, unique=True),
-    Column("blob_sha256", String(64), nullable=False),
+    Column("blob_sha256", String(64), nullable=False, index=True),
     Column("size", BigInteger, nullable=False),
     Column("content_kind", String(16), nullable=False),
     Column("file_name", String(500)),
-    Column("prozess_id", String(100), nullable=False, index=True),
+    Column("prozess_id", String(100), nullable=False),
     Column("nachrichtentyp", String(4), nullable=False),
     Column("message_element", String(100), nullable=False),
     Column("xdomea_version", String(10), nullable=False),
@@ -199,6 +200,12 @@ aussonderung_records = Table(
     Column("at", UTCDateTime(), nullable=False),
     UniqueConstraint("prozess_id", "key"),
 )
+
+
+# Processes are looked up by their case-insensitive ProzessID (migration 0007).
+Index("ix_messages_prozess_key", func.lower(messages.c.prozess_id))
+Index("ix_abgaben_prozess_key", func.lower(abgaben.c.prozess_id))
+Index("ix_aussonderung_records_prozess_key", func.lower(aussonderung_records.c.prozess_id))
 
 
 #: The content of small messages, kept in the journal instead of the blob store's
