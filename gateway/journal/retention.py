@@ -228,11 +228,7 @@ def purge_process(
     conn.execute(delete(messages).where(_M.id.in_(ids)))
     # Content another process's message still refers to stays (identical content is
     # kept once, in the journal and in the blob store).
-    referenced = set(
-        conn.execute(select(_M.blob_sha256).where(_M.blob_sha256.in_(shas)).distinct())
-        .scalars()
-        .all()
-    )
+    referenced = referenced_contents(conn, shas)
     unreferenced = [sha for sha in shas if sha not in referenced]
     freed = 0
     if unreferenced:
