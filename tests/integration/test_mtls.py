@@ -22,7 +22,7 @@ import structlog
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from contracts.config import GatewayConfig
+from contracts.config import GatewayConfig, OperatorConfig
 from contracts.xdomea import Behoerdenkennung, Kontakt
 from gateway import tls
 from gateway.api import create_api
@@ -373,3 +373,61 @@ async def test_peer_refusing_our_client_certificate_is_transient_with_a_hint(
 
     with pytest.raises(TransientDeliveryError, match="refuses our client certificate"):
         await deliver(config, tmp_path)
+
+
+# ---------------------------------------------------------------------- the operator
+
+OPERATOR_TOKEN = "operator-token-of-kommune-b"
+
+
+@pytest.fixture
+async def operated_b(tmp_path: Path, pki: Pki) -> AsyncIterator[TestServer]:
+    """B requiring client certificates, with an ``[operator]`` token."""
+    config = tls_config(tmp_path, pki)
+    config = config.model_copy(
+        update={"operator": OperatorConfig(token_sha256=token_digest(OPERATOR_TOKEN))}
+    )
+    async for server in serve(config):
+        yield server
+
+
+async def get(
+    server: TestServer, context: ssl.SSLContext, path: str, *, token: str
+) -> tuple[int, dict[str, Any]]:
+    """GET ``path`` from B over TLS with a bearer token; the status and the JSON answer."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            server.make_url(path), headers={"Authorization": f"Bearer {token}"}, ssl=context
+        ) as response,
+    ):
+        return response.status, await response.json(content_type=None)
+
+
+async def test_operator_reads_a_process_with_its_token_over_a_trusted_certificate(
+    operated_b: TestServer, pki: Pki
+) -> None:
+    """The handshake needs a certificate of the CA; the token makes it the operator."""
+    status, answer = await get(
+        operated_b,
+        pki.stranger.client_context(pki.ca),
+        "/v1/processes/unknown-process",
+        token=OPERATOR_TOKEN,
+    )
+
+    assert status == 404 and kind(answer) == "not-found"
+    assert "unknown-process" in answer["detail"]
+
+
+async def test_operator_token_does_not_make_a_stranger_certificate_a_sender(
+    operated_b: TestServer, pki: Pki
+) -> None:
+    """Sending messages is for partners: the operator's token there is refused."""
+    status, answer = await post(
+        operated_b,
+        pki.stranger.client_context(pki.ca),
+        bare_message(absender=KOMMUNE_C),
+        token=OPERATOR_TOKEN,
+    )
+
+    assert status == 403 and kind(answer) == "certificate-not-bound"
