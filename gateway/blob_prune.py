@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,8 +56,9 @@ async def prune(journal: Journal, root: Path, *, dry_run: bool = False) -> Prune
     try:
         report = PruneReport(dry_run=dry_run)
         for folder in await asyncio.to_thread(_subfolders, root / "sha256"):
-            for batch in _batches(await asyncio.to_thread(_content_files, folder)):
-                await _prune_batch(journal, batch, report)
+            files = await asyncio.to_thread(_content_files, folder)
+            for start in range(0, len(files), BATCH):
+                await _prune_batch(journal, files[start : start + BATCH], report)
         return report
     finally:
         os.close(lock)
@@ -112,17 +112,6 @@ def _content_files(first: Path) -> list[Path]:
                 if _SHA256.fullmatch(path.name) and path.is_file()
             )
     return found
-
-
-def _batches(paths: list[Path]) -> Iterator[list[Path]]:
-    batch: list[Path] = []
-    for path in paths:
-        batch.append(path)
-        if len(batch) == BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _size(path: Path) -> int | None:

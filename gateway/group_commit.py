@@ -33,7 +33,7 @@ class GroupCommit(Generic[Item, Result]):
         *,
         max_batch: int = 64,
         lanes: int = 1,
-        name: str = "journal-group-commit",
+        name: str = "group-commit",
     ) -> None:
         """Args:
         write_batch: writes the items in one go; one outcome per item, in order.

@@ -3,9 +3,10 @@
 What counts as finished is the journal's business (``gateway.journal.retention``);
 this module walks the finished processes in batches, forgets each in a
 transaction of its own (so a purge can be interrupted at any point and run
-again) and sums up what went. Blob files stay: a content file no message refers
-to any more is listed, not deleted (a gateway running on the same blob store may
-be about to refer to identical content again).
+again) and sums up what went; ``run_periodically`` does that inside ``serve``
+(``[retention]``). Blob files stay: a content file no message refers to any more
+is listed, and removed by ``blobs prune`` (``gateway.blob_prune``) once no gateway
+has the blob store open.
 """
 
 from __future__ import annotations

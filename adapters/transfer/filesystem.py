@@ -160,7 +160,7 @@ def _transfer_small(
         except (TransientDeliveryError, PermanentDeliveryError) as exc:
             outcomes.append(exc)
         except OSError as exc:
-            outcomes.append(_unwritable(target, exc))
+            outcomes.append(_unwritable(directory, exc))
         else:
             outcomes.append(None)
     if any(outcome is None for outcome in outcomes):
@@ -169,7 +169,7 @@ def _transfer_small(
         try:
             foldersync.shared.sync(directory)
         except OSError as exc:
-            failed = _unwritable(directory / ".", exc)
+            failed = _unwritable(directory, exc)
             outcomes = [failed if outcome is None else outcome for outcome in outcomes]
     return outcomes
 
@@ -178,9 +178,9 @@ def _temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
 
 
-def _unwritable(target: Path, exc: OSError) -> TransientDeliveryError:
+def _unwritable(directory: Path, exc: OSError) -> TransientDeliveryError:
     return TransientDeliveryError(
-        f"cannot write to transfer directory {target.parent}: "
+        f"cannot write to transfer directory {directory}: "
         f"{exc.strerror or exc}; check that it exists, is mounted and writable"
     )
 
@@ -196,7 +196,7 @@ def _transfer(item: Outbound, target: Path, cancelled: threading.Event) -> None:
     except _Cancelled:
         return
     except OSError as exc:
-        raise _unwritable(target, exc) from exc
+        raise _unwritable(target.parent, exc) from exc
 
 
 def _copy_verified(item: Outbound, temp: Path, cancelled: threading.Event) -> None:

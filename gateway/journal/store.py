@@ -182,13 +182,19 @@ class Journal:
         self._submit_outcome: Callable[[_Outcome], Awaitable[None]]
         self._submit_claim: Callable[[_ClaimRequest], Awaitable[list[Claim]]] | None
         if self.single_writer:
-            writes: GroupCommit[_Write, Any] = GroupCommit(self._write_together)
+            writes: GroupCommit[_Write, Any] = GroupCommit(
+                self._write_together, name="journal-group-commit"
+            )
             self._groups: tuple[GroupCommit[Any, Any], ...] = (writes,)
             self._submit_accept = self._submit_outcome = writes.submit
             self._submit_claim = writes.submit
         else:
-            accepts: GroupCommit[_Acceptance, Accepted] = GroupCommit(self._accept_batch)
-            outcomes: GroupCommit[_Outcome, None] = GroupCommit(self._finish_batch)
+            accepts: GroupCommit[_Acceptance, Accepted] = GroupCommit(
+                self._accept_batch, name="journal-accepts"
+            )
+            outcomes: GroupCommit[_Outcome, None] = GroupCommit(
+                self._finish_batch, name="journal-outcomes"
+            )
             self._groups = (accepts, outcomes)
             self._submit_accept, self._submit_outcome = accepts.submit, outcomes.submit
             self._submit_claim = None
